@@ -1,0 +1,327 @@
+//! The one checkpoint format: a directory that rebuilds its model with no other input.
+//!
+//! ```text
+//! run/
+//!   config.json        format version + model config (+ the training config that made it)
+//!   model.safetensors  weights, readable from PyTorch (`safetensors.torch.load_file`)
+//!   tokenizer.json     the text codec (Hugging Face `tokenizers` format)
+//!   train_state.json   step, tokens seen, metrics, parameter ids for resuming
+//!   optimizer.bpk      AdamW moments (burnpack); only in resumable checkpoints
+//!   README.md          the model card
+//! ```
+//!
+//! Writes go to a temporary sibling directory which is renamed into place, so a crash never
+//! leaves a half-written checkpoint under the real name.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::modality::text::{TextModel, TextModelConfig, TextTokenizer};
+use crate::modality::Modality;
+use crate::train::TrainConfig;
+use crate::{Error, Result};
+
+/// Version of the directory layout and `config.json` schema this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// File names inside a checkpoint directory.
+pub const CONFIG_FILE: &str = "config.json";
+/// Weights file.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Tokenizer file.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// Training progress file.
+pub const TRAIN_STATE_FILE: &str = "train_state.json";
+/// Optimizer state file.
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+/// Model card file.
+pub const CARD_FILE: &str = "README.md";
+
+/// A model's architecture, tagged by modality.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "modality", rename_all = "snake_case")]
+pub enum ModelConfig {
+    /// A text model.
+    Text(TextModelConfig),
+}
+
+impl ModelConfig {
+    /// The modality this model generates.
+    pub fn modality(&self) -> Modality {
+        match self {
+            ModelConfig::Text(_) => Modality::Text,
+        }
+    }
+}
+
+/// Contents of `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointConfig {
+    /// Layout version; see [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The architecture.
+    pub model: ModelConfig,
+    /// The training run that produced the weights, if any.
+    #[serde(default)]
+    pub train: Option<TrainConfig>,
+}
+
+/// Contents of `train_state.json`: where training stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimizer steps taken.
+    pub step: usize,
+    /// Training tokens consumed.
+    pub tokens_seen: u64,
+    /// Wall-clock seconds spent training (summed over resumed runs).
+    pub train_seconds: f64,
+    /// Mean training loss of the last logged interval (nats per token).
+    pub train_loss: Option<f64>,
+    /// Last validation loss (nats per token).
+    pub val_loss: Option<f64>,
+    /// Parameter path -> optimizer id, so optimizer state finds its parameters on resume.
+    #[serde(default)]
+    pub param_ids: BTreeMap<String, u64>,
+}
+
+/// Everything needed to write a checkpoint.
+pub struct Checkpoint<'a> {
+    /// The config to write.
+    pub config: &'a CheckpointConfig,
+    /// The weights.
+    pub model: &'a TextModel,
+    /// The codec.
+    pub tokenizer: &'a TextTokenizer,
+    /// Training progress.
+    pub state: &'a TrainState,
+    /// Optimizer state, for checkpoints that can be resumed.
+    pub optimizer: Option<&'a ModuleOptimizer>,
+    /// Model card text.
+    pub card: &'a str,
+}
+
+impl Checkpoint<'_> {
+    /// Writes the checkpoint to `dir`, replacing any previous one only once it is complete.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        self.save_with(dir, |_| Ok(()))
+    }
+
+    /// Like [`Checkpoint::save`], letting `extra` add files to the new directory first.
+    pub fn save_with(&self, dir: &Path, extra: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+        let tmp = sibling(dir, "tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+        write_json(&tmp.join(CONFIG_FILE), self.config)?;
+        let mut state = self.state.clone();
+        state.param_ids = param_ids(self.model);
+        write_json(&tmp.join(TRAIN_STATE_FILE), &state)?;
+        let weights = tmp.join(WEIGHTS_FILE);
+        let mut store = SafetensorsStore::from_file(&weights)
+            .metadata("format_version", FORMAT_VERSION.to_string());
+        self.model
+            .save_into(&mut store)
+            .map_err(|e| checkpoint_err(&weights, format!("writing weights: {e}")))?;
+        self.tokenizer.save(&tmp.join(TOKENIZER_FILE))?;
+        if let Some(optim) = self.optimizer {
+            let path = tmp.join(OPTIMIZER_FILE);
+            optim
+                .save(&path)
+                .map_err(|e| checkpoint_err(&path, format!("writing optimizer state: {e}")))?;
+        }
+        let card = tmp.join(CARD_FILE);
+        fs::write(&card, self.card).map_err(|e| Error::io("writing", &card, e))?;
+        extra(&tmp)?;
+        sync_dir_files(&tmp)?;
+        replace_dir(&tmp, dir)
+    }
+}
+
+/// Reads and checks `config.json` of the checkpoint in `dir`.
+pub fn load_config(dir: &Path) -> Result<CheckpointConfig> {
+    if !dir.is_dir() {
+        return Err(checkpoint_err(
+            dir,
+            "not found (expected a directory with config.json and model.safetensors)".into(),
+        ));
+    }
+    let path = dir.join(CONFIG_FILE);
+    let value: serde_json::Value = read_json(&path)?;
+    let version = value.get("format_version").and_then(|v| v.as_u64());
+    if version != Some(FORMAT_VERSION as u64) {
+        return Err(checkpoint_err(
+            &path,
+            format!(
+                "format_version is {version:?} but this build reads version {FORMAT_VERSION}; \
+                 use the aigc release that wrote it, or re-train"
+            ),
+        ));
+    }
+    let config: CheckpointConfig =
+        serde_json::from_value(value).map_err(|source| Error::Json { path: path.clone(), source })?;
+    match &config.model {
+        ModelConfig::Text(text) => text.validate()?,
+    }
+    Ok(config)
+}
+
+/// Loads a text model and its tokenizer from `dir`, checking that everything agrees.
+pub fn load_text(dir: &Path, device: &Device) -> Result<(TextModel, TextTokenizer, CheckpointConfig)> {
+    let config = load_config(dir)?;
+    let ModelConfig::Text(text) = &config.model;
+    let tokenizer = TextTokenizer::load(&dir.join(TOKENIZER_FILE))?;
+    if tokenizer.vocab_size() != text.vocab_size {
+        return Err(checkpoint_err(
+            dir,
+            format!(
+                "tokenizer.json has {} tokens but config.json says vocab_size = {}",
+                tokenizer.vocab_size(),
+                text.vocab_size
+            ),
+        ));
+    }
+    let mut model = text.init(device)?;
+    load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
+    Ok((model, tokenizer, config))
+}
+
+/// Reads `train_state.json` from `dir`.
+pub fn load_train_state(dir: &Path) -> Result<TrainState> {
+    read_json(&dir.join(TRAIN_STATE_FILE))
+}
+
+/// Gives `model`'s parameters the ids recorded in `state`, so that optimizer state saved
+/// with those ids applies to them.
+pub fn restore_param_ids<M: Module>(model: M, state: &TrainState) -> M {
+    let mut mapper = IdRestorer {
+        path: Vec::new(),
+        ids: &state.param_ids,
+    };
+    model.map(&mut mapper)
+}
+
+fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Err(checkpoint_err(path, "weights file not found".into()));
+    }
+    let mut store = SafetensorsStore::from_file(path);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| checkpoint_err(path, format!("cannot load weights: {e}")))?;
+    if !result.unused.is_empty() {
+        return Err(checkpoint_err(
+            path,
+            format!("unexpected tensors {:?}: the weights belong to another architecture", result.unused),
+        ));
+    }
+    Ok(())
+}
+
+fn param_ids<M: Module>(model: &M) -> BTreeMap<String, u64> {
+    let mut collector = IdCollector::default();
+    model.visit(&mut collector);
+    collector.ids
+}
+
+#[derive(Default)]
+struct IdCollector {
+    path: Vec<String>,
+    ids: BTreeMap<String, u64>,
+}
+
+impl ModuleVisitor for IdCollector {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.ids.insert(self.path.join("."), param.id.val());
+    }
+}
+
+struct IdRestorer<'a> {
+    path: Vec<String>,
+    ids: &'a BTreeMap<String, u64>,
+}
+
+impl ModuleMapper for IdRestorer<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if let Some(&id) = self.ids.get(&self.path.join(".")) {
+            param.id = ParamId::from(id);
+        }
+        param
+    }
+}
+
+fn checkpoint_err(path: &Path, message: String) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+/// `dir` with `.suffix` appended to its file name.
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{suffix}"));
+    dir.with_file_name(name)
+}
+
+/// Moves the finished `tmp` directory to `dir`, keeping the old one until the move is done.
+fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
+    let old = sibling(dir, "old");
+    if old.exists() {
+        fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))?;
+    }
+    if dir.exists() {
+        fs::rename(dir, &old).map_err(|e| Error::io("moving aside", dir, e))?;
+    }
+    fs::rename(tmp, dir).map_err(|e| Error::io("renaming into place", dir, e))?;
+    if old.exists() {
+        fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))?;
+    }
+    Ok(())
+}
+
+fn sync_dir_files(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
+        let path = entry.map_err(|e| Error::io("listing", dir, e))?.path();
+        let file = fs::File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
+        file.sync_all().map_err(|e| Error::io("syncing", &path, e))?;
+    }
+    Ok(())
+}
+
+/// Writes `value` as pretty JSON.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    fs::write(path, text + "\n").map_err(|e| Error::io("writing", path, e))
+}
+
+/// Reads a JSON file.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,82 @@
+//! Argument parsing and dispatch for the `aigc` binary.
+
+mod generate;
+mod pretrain;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Where the shipped models live, relative to the repository root.
+const SHIPPED_TEXT_MODEL: &str = "models/text-shakespeare";
+/// The shipped text corpus.
+const SHIPPED_TEXT_DATA: &str = "datasets/tinyshakespeare/input.txt";
+
+/// aigc: pretrain and generate text with one Transformer core.
+#[derive(Parser, Debug)]
+#[command(name = "aigc", version, about)]
+pub struct Cli {
+    /// Worker threads for tensor math (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate content with a trained model.
+    #[command(subcommand)]
+    Generate(generate::GenerateCommand),
+    /// Train a model on your own data (or resume a run).
+    #[command(subcommand)]
+    Pretrain(pretrain::PretrainCommand),
+    /// Score a model on the validation split of a corpus.
+    #[command(subcommand)]
+    Eval(report::EvalCommand),
+    /// Describe a checkpoint: architecture, size, training progress.
+    Info(report::InfoArgs),
+}
+
+/// Parses the command line, runs it, and turns errors into a message and exit code 1.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+            eprintln!("error: cannot set {n} threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = match cli.command {
+        Command::Generate(cmd) => generate::run(cmd),
+        Command::Pretrain(cmd) => pretrain::run(cmd),
+        Command::Eval(cmd) => report::eval(cmd),
+        Command::Info(args) => report::info(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves a shipped artifact: relative to the working directory if it exists there,
+/// otherwise relative to the source tree this binary was built from.
+fn shipped(path: &str) -> PathBuf {
+    let local = Path::new(path);
+    if local.exists() {
+        return local.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}

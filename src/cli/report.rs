@@ -1,0 +1,77 @@
+//! `aigc eval` and `aigc info`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use aigc::checkpoint::{self, ModelConfig};
+use aigc::modality::text::read_text;
+use aigc::train::evaluate_val_split;
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// Cross-entropy over the whole validation split; last line `nats_per_char=<x>`.
+    Text(EvalTextArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalTextArgs {
+    /// Checkpoint directory (default: the shipped Shakespeare model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Corpus whose last 10% is scored (default: the shipped tiny-shakespeare).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Checkpoint directory (default: the shipped Shakespeare model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+pub fn eval(cmd: EvalCommand) -> anyhow::Result<()> {
+    let EvalCommand::Text(args) = cmd;
+    let dir = args.model.unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_MODEL));
+    let data = args.data.unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_DATA));
+    let (model, tokenizer, _) = checkpoint::load_text(&dir, &aigc::default_device())
+        .with_context(|| format!("loading the model from {}", dir.display()))?;
+    let text = read_text(&data)?;
+    let started = std::time::Instant::now();
+    let result = evaluate_val_split(&model, &tokenizer, &text, args.batch_size.max(1))?;
+    println!("model: {}", dir.display());
+    println!("data: {} (validation split: last 10% of the characters)", data.display());
+    println!("tokens_scored={} chars_scored={}", result.score.targets, result.chars);
+    println!("nats_per_token={:.4}", result.score.nats_per_token());
+    println!("eval_seconds={:.1}", started.elapsed().as_secs_f64());
+    println!("nats_per_char={:.4}", result.nats_per_char());
+    Ok(())
+}
+
+pub fn info(args: InfoArgs) -> anyhow::Result<()> {
+    let dir = args.model.unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_MODEL));
+    let config = checkpoint::load_config(&dir)?;
+    let ModelConfig::Text(text) = &config.model;
+    let (model, _, _) = checkpoint::load_text(&dir, &aigc::default_device())?;
+    println!("checkpoint: {}", dir.display());
+    println!("modality: {}", config.model.modality());
+    println!("format_version: {}", config.format_version);
+    println!("parameters: {}", burn::module::Module::num_params(&model));
+    println!("vocab_size: {}", text.vocab_size);
+    println!("core: {}", serde_json::to_string(&text.core)?);
+    if let Ok(state) = checkpoint::load_train_state(&dir) {
+        println!(
+            "trained: {} steps, {} tokens, {:.0} s; val loss {}",
+            state.step,
+            state.tokens_seen,
+            state.train_seconds,
+            state.val_loss.map_or("-".into(), |v| format!("{v:.4}"))
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! Rotary position embeddings (RoFormer, Su et al. 2021) in the rotate-half layout used by
+//! LLaMA and GPT-NeoX: dimension `i` pairs with `i + head_dim/2`.
+
+use burn::prelude::*;
+
+/// Precomputed cos/sin tables, `[max_seq_len, head_dim]`. Constants: never saved or trained.
+#[derive(Module, Debug)]
+pub struct Rope {
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+}
+
+impl Rope {
+    /// Tables for `max_seq_len` positions of heads `head_dim` wide.
+    pub fn new(head_dim: usize, max_seq_len: usize, theta: f32, device: &Device) -> Self {
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(max_seq_len * head_dim);
+        let mut sin = Vec::with_capacity(max_seq_len * head_dim);
+        for pos in 0..max_seq_len {
+            for i in 0..head_dim {
+                let freq = theta.powf(-((i % half) as f32) * 2.0 / head_dim as f32);
+                let angle = pos as f32 * freq;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        let shape = [max_seq_len, head_dim];
+        Self {
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+        }
+    }
+
+    /// Rotates `x` as if its positions were `start..start + T`.
+    ///
+    /// # Shapes
+    /// - `x`: `[B, H, T, hd]`; returns the same shape.
+    pub fn apply(&self, x: Tensor<4>, start: usize) -> Tensor<4> {
+        let [_, _, t, head_dim] = x.dims();
+        let half = head_dim / 2;
+        let cos = self.cos.clone().narrow(0, start, t).reshape([1, 1, t, head_dim]);
+        let sin = self.sin.clone().narrow(0, start, t).reshape([1, 1, t, head_dim]);
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.clone().narrow(3, half, half);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3); // (-x2, x1)
+        x * cos + rotated * sin
+    }
+}

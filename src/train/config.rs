@@ -1,0 +1,162 @@
+//! Training configuration and the text pretraining recipe (`--config FILE`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::TransformerConfig;
+use crate::modality::text::TokenizerKind;
+use crate::{Error, Result};
+
+/// Optimisation settings of one run. Checkpoints keep it in `config.json` so `--resume`
+/// continues with exactly these settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Optimizer steps in the whole run.
+    pub steps: usize,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Tokens per training sequence (at most the model's `max_seq_len`).
+    pub seq_len: usize,
+    /// Peak learning rate, reached after warmup.
+    pub lr: f64,
+    /// Learning rate at the end of the cosine decay.
+    pub min_lr: f64,
+    /// Steps of linear warmup.
+    pub warmup_steps: usize,
+    /// AdamW decoupled weight decay (matrices and embeddings only).
+    pub weight_decay: f64,
+    /// AdamW first-moment decay.
+    pub beta1: f32,
+    /// AdamW second-moment decay (0.99 suits small batches, as in nanoGPT's char model).
+    pub beta2: f32,
+    /// Global gradient-norm limit; 0 disables clipping.
+    pub grad_clip: f64,
+    /// Evaluate on the validation split every this many steps (and at the end).
+    pub eval_every: usize,
+    /// Validation windows scored per periodic evaluation (spread over the whole split).
+    pub eval_windows: usize,
+    /// Write a checkpoint every this many steps (and at the end).
+    pub checkpoint_every: usize,
+    /// Seed of initialisation, batch order and dropout.
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// A few steps on tiny batches, for tests.
+    pub fn tiny() -> Self {
+        Self {
+            steps: 8,
+            batch_size: 4,
+            seq_len: 16,
+            lr: 3e-3,
+            min_lr: 3e-4,
+            warmup_steps: 2,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            grad_clip: 1.0,
+            eval_every: 4,
+            eval_windows: 8,
+            checkpoint_every: 4,
+            seed: 1337,
+        }
+    }
+
+    /// Training tokens consumed per optimizer step.
+    pub fn tokens_per_step(&self) -> usize {
+        self.batch_size * self.seq_len
+    }
+
+    /// Checks the settings make sense together.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.steps == 0 || self.batch_size == 0 || self.seq_len == 0 {
+            return bad("steps, batch_size and seq_len must be positive".into());
+        }
+        if self.eval_every == 0 || self.checkpoint_every == 0 || self.eval_windows == 0 {
+            return bad("eval_every, eval_windows and checkpoint_every must be positive".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
+            return bad(format!("need 0 <= min_lr <= lr and lr > 0, got lr={} min_lr={}", self.lr, self.min_lr));
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            return bad("beta1 and beta2 must be in [0, 1)".into());
+        }
+        if self.weight_decay < 0.0 || self.grad_clip < 0.0 {
+            return bad("weight_decay and grad_clip must be >= 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Everything `aigc pretrain text` needs besides the data: tokenizer, architecture, training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextRecipe {
+    /// The tokenizer to build from the training split.
+    pub tokenizer: TokenizerKind,
+    /// The core's architecture (the vocabulary size comes from the tokenizer).
+    pub core: TransformerConfig,
+    /// Optimisation settings.
+    pub train: TrainConfig,
+}
+
+impl TextRecipe {
+    /// A tiny char-level model trained for a few steps, for tests.
+    pub fn tiny() -> Self {
+        Self {
+            tokenizer: TokenizerKind::Char,
+            core: TransformerConfig::tiny(),
+            train: TrainConfig::tiny(),
+        }
+    }
+
+    /// The shipped `models/text-shakespeare` recipe (also in `configs/text-shakespeare.json`):
+    /// a 3.2M-parameter char-level model, 4 layers of width 256 over 128 characters, with
+    /// dropout 0.1 against the overfitting a 1 MB corpus invites.
+    pub fn shakespeare() -> Self {
+        use crate::core::{Activation, Positions};
+        Self {
+            tokenizer: TokenizerKind::Char,
+            core: TransformerConfig {
+                d_model: 256,
+                n_heads: 4,
+                n_layers: 4,
+                d_ff: 1024,
+                max_seq_len: 128,
+                dropout: 0.1,
+                positions: Positions::Rope,
+                activation: Activation::SquaredRelu,
+                bias: false,
+                rope_theta: 10_000.0,
+            },
+            train: TrainConfig {
+                steps: 2500,
+                batch_size: 32,
+                seq_len: 128,
+                lr: 2e-3,
+                min_lr: 1e-4,
+                warmup_steps: 100,
+                weight_decay: 0.1,
+                beta1: 0.9,
+                beta2: 0.99,
+                grad_clip: 1.0,
+                eval_every: 250,
+                eval_windows: 256,
+                checkpoint_every: 250,
+                seed: 1337,
+            },
+        }
+    }
+
+    /// Checks the recipe, including that sequences fit the model's context.
+    pub fn validate(&self) -> Result<()> {
+        self.core.validate()?;
+        self.train.validate()?;
+        if self.train.seq_len > self.core.max_seq_len {
+            return Err(Error::Config(format!(
+                "seq_len ({}) exceeds the model's max_seq_len ({})",
+                self.train.seq_len, self.core.max_seq_len
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! Training metrics, one JSON object per line in `metrics.jsonl` inside the run directory.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// File name of the metrics log.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// One logged step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Steps completed.
+    pub step: usize,
+    /// Training loss of this step (nats per token).
+    pub loss: f32,
+    /// Learning rate of this step.
+    pub lr: f64,
+    /// Training throughput of the run so far.
+    pub tokens_per_s: f64,
+    /// Validation loss (nats per token), when this step evaluated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    /// Training tokens consumed so far.
+    pub tokens_seen: u64,
+}
+
+/// The append-only metrics log of a run.
+pub struct MetricsLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl MetricsLog {
+    /// Opens `dir/metrics.jsonl`, dropping entries past `step` (left by an interrupted run that
+    /// is now resuming from an earlier checkpoint).
+    pub fn open(dir: &Path, step: usize) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        let path = dir.join(METRICS_FILE);
+        let kept: Vec<String> = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .lines()
+                .filter(|l| serde_json::from_str::<Metrics>(l).is_ok_and(|m| m.step <= step))
+                .map(|l| format!("{l}\n"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        std::fs::write(&path, kept.concat()).map_err(|e| Error::io("writing", &path, e))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io("opening", &path, e))?;
+        Ok(Self { path, file })
+    }
+
+    /// Appends one line.
+    pub fn append(&mut self, m: &Metrics) -> Result<()> {
+        let line = serde_json::to_string(m).expect("metrics serialise") + "\n";
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io("writing", &self.path, e))
+    }
+
+    /// Copies the log into `dir` (a checkpoint being written).
+    pub fn copy_into(&self, dir: &Path) -> Result<()> {
+        let target = dir.join(METRICS_FILE);
+        std::fs::copy(&self.path, &target).map_err(|e| Error::io("copying", &target, e))?;
+        Ok(())
+    }
+}
