@@ -165,8 +165,10 @@ pub fn load_config(dir: &Path) -> Result<CheckpointConfig> {
             ),
         ));
     }
-    let config: CheckpointConfig =
-        serde_json::from_value(value).map_err(|source| Error::Json { path: path.clone(), source })?;
+    let config: CheckpointConfig = serde_json::from_value(value).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
     match &config.model {
         ModelConfig::Text(text) => text.validate()?,
     }
@@ -174,7 +176,10 @@ pub fn load_config(dir: &Path) -> Result<CheckpointConfig> {
 }
 
 /// Loads a text model and its tokenizer from `dir`, checking that everything agrees.
-pub fn load_text(dir: &Path, device: &Device) -> Result<(TextModel, TextTokenizer, CheckpointConfig)> {
+pub fn load_text(
+    dir: &Path,
+    device: &Device,
+) -> Result<(TextModel, TextTokenizer, CheckpointConfig)> {
     let config = load_config(dir)?;
     let ModelConfig::Text(text) = &config.model;
     let tokenizer = TextTokenizer::load(&dir.join(TOKENIZER_FILE))?;
@@ -219,7 +224,10 @@ fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
     if !result.unused.is_empty() {
         return Err(checkpoint_err(
             path,
-            format!("unexpected tensors {:?}: the weights belong to another architecture", result.unused),
+            format!(
+                "unexpected tensors {:?}: the weights belong to another architecture",
+                result.unused
+            ),
         ));
     }
     Ok(())
@@ -303,7 +311,8 @@ fn sync_dir_files(dir: &Path) -> Result<()> {
     for entry in fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
         let path = entry.map_err(|e| Error::io("listing", dir, e))?.path();
         let file = fs::File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
-        file.sync_all().map_err(|e| Error::io("syncing", &path, e))?;
+        file.sync_all()
+            .map_err(|e| Error::io("syncing", &path, e))?;
     }
     Ok(())
 }

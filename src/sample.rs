@@ -47,7 +47,10 @@ impl SamplingConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return bad(format!("temperature must be >= 0, got {}", self.temperature));
+            return bad(format!(
+                "temperature must be >= 0, got {}",
+                self.temperature
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad(format!("top_p must be in (0, 1], got {}", self.top_p));
@@ -56,7 +59,10 @@ impl SamplingConfig {
             return bad(format!("min_p must be in [0, 1], got {}", self.min_p));
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            return bad(format!("repetition_penalty must be > 0, got {}", self.repetition_penalty));
+            return bad(format!(
+                "repetition_penalty must be > 0, got {}",
+                self.repetition_penalty
+            ));
         }
         Ok(())
     }
@@ -106,7 +112,11 @@ impl Sampler {
             let i = id as usize;
             if i < logits.len() && !seen[i] {
                 seen[i] = true;
-                logits[i] = if logits[i] > 0.0 { logits[i] / penalty } else { logits[i] * penalty };
+                logits[i] = if logits[i] > 0.0 {
+                    logits[i] / penalty
+                } else {
+                    logits[i] * penalty
+                };
             }
         }
     }
@@ -198,7 +208,10 @@ mod tests {
         let mut s = sampler(|_| {});
         let c = counts(&mut s, &[0.0, (3.0f32).ln()], 4000);
         let share = c[1] as f64 / 4000.0;
-        assert!((share - 0.75).abs() < 0.03, "share of the 3x token: {share}");
+        assert!(
+            (share - 0.75).abs() < 0.03,
+            "share of the 3x token: {share}"
+        );
     }
 
     #[test]

@@ -26,16 +26,28 @@ fn stdout(o: &Output) -> String {
 fn fails_with(o: &Output, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(1), "expected exit 1, stderr: {err}");
-    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
-    assert!(err.contains(needle), "stderr should mention {needle:?}: {err}");
+    assert!(
+        !err.contains("panicked"),
+        "panic instead of an error: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "stderr should mention {needle:?}: {err}"
+    );
 }
 
 fn train_tiny(dir: &Path) -> String {
     let data = common::small_corpus(dir, 20_000);
     let out = dir.join("tiny");
     let o = aigc(&[
-        "pretrain", "text", "--preset", "tiny",
-        "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "pretrain",
+        "text",
+        "--preset",
+        "tiny",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "pretrain failed: {}", stderr(&o));
     assert!(stderr(&o).contains("done: 8 steps"), "{}", stderr(&o));
@@ -46,23 +58,66 @@ fn train_tiny(dir: &Path) -> String {
 fn pretrain_generate_eval_info_on_a_tiny_model() {
     let dir = tempfile::tempdir().unwrap();
     let model = train_tiny(dir.path());
-    for file in ["config.json", "model.safetensors", "tokenizer.json", "train_state.json", "README.md", "metrics.jsonl"] {
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "train_state.json",
+        "README.md",
+        "metrics.jsonl",
+    ] {
         assert!(Path::new(&model).join(file).is_file(), "missing {file}");
     }
 
-    let o = aigc(&["generate", "text", "--model", &model, "--prompt", "ROMEO:", "--max-tokens", "30", "--seed", "3"]);
+    let o = aigc(&[
+        "generate",
+        "text",
+        "--model",
+        &model,
+        "--prompt",
+        "ROMEO:",
+        "--max-tokens",
+        "30",
+        "--seed",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.starts_with("ROMEO:") && text.chars().count() >= 36, "{text:?}");
+    assert!(
+        text.starts_with("ROMEO:") && text.chars().count() >= 36,
+        "{text:?}"
+    );
     assert!(stderr(&o).contains("tokens/s"));
-    let again = aigc(&["generate", "text", "--model", &model, "--prompt", "ROMEO:", "--max-tokens", "30", "--seed", "3"]);
+    let again = aigc(&[
+        "generate",
+        "text",
+        "--model",
+        &model,
+        "--prompt",
+        "ROMEO:",
+        "--max-tokens",
+        "30",
+        "--seed",
+        "3",
+    ]);
     assert_eq!(stdout(&again), text, "same seed, same text");
 
     let data = dir.path().join("corpus.txt");
-    let o = aigc(&["eval", "text", "--model", &model, "--data", data.to_str().unwrap()]);
+    let o = aigc(&[
+        "eval",
+        "text",
+        "--model",
+        &model,
+        "--data",
+        data.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let last = stdout(&o).lines().last().unwrap().to_string();
-    let nats: f64 = last.strip_prefix("nats_per_char=").expect("last line").parse().unwrap();
+    let nats: f64 = last
+        .strip_prefix("nats_per_char=")
+        .expect("last line")
+        .parse()
+        .unwrap();
     assert!(nats > 1.0 && nats < 4.5, "a barely trained model: {nats}");
 
     let o = aigc(&["info", "--model", &model]);
@@ -70,9 +125,26 @@ fn pretrain_generate_eval_info_on_a_tiny_model() {
     assert!(stdout(&o).contains("modality: text") && stdout(&o).contains("trained: 8 steps"));
 
     // Resuming a finished run does nothing harmful; starting over on it is refused.
-    let o = aigc(&["pretrain", "text", "--data", data.to_str().unwrap(), "--out", &model, "--resume"]);
+    let o = aigc(&[
+        "pretrain",
+        "text",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        &model,
+        "--resume",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = aigc(&["pretrain", "text", "--preset", "tiny", "--data", data.to_str().unwrap(), "--out", &model]);
+    let o = aigc(&[
+        "pretrain",
+        "text",
+        "--preset",
+        "tiny",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        &model,
+    ]);
     fails_with(&o, "--resume");
 }
 
@@ -80,7 +152,14 @@ fn pretrain_generate_eval_info_on_a_tiny_model() {
 fn bad_prompts_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let model = train_tiny(dir.path());
-    let o = aigc(&["generate", "text", "--model", &model, "--prompt", "ROMEO: 🦀 ~"]);
+    let o = aigc(&[
+        "generate",
+        "text",
+        "--model",
+        &model,
+        "--prompt",
+        "ROMEO: 🦀 ~",
+    ]);
     fails_with(&o, "outside the model's vocabulary");
     let long = "a".repeat(100); // the tiny model's context is 16
     let o = aigc(&["generate", "text", "--model", &model, "--prompt", &long]);
@@ -92,7 +171,12 @@ fn bad_prompts_are_clear_errors() {
 #[test]
 fn missing_and_corrupt_checkpoints_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let o = aigc(&["generate", "text", "--model", dir.path().join("nope").to_str().unwrap()]);
+    let o = aigc(&[
+        "generate",
+        "text",
+        "--model",
+        dir.path().join("nope").to_str().unwrap(),
+    ]);
     fails_with(&o, "not found");
 
     let model = train_tiny(dir.path());
@@ -106,7 +190,16 @@ fn missing_and_corrupt_checkpoints_are_clear_errors() {
         }
         d
     };
-    let gen = |d: &Path| aigc(&["generate", "text", "--model", d.to_str().unwrap(), "--max-tokens", "5"]);
+    let gen = |d: &Path| {
+        aigc(&[
+            "generate",
+            "text",
+            "--model",
+            d.to_str().unwrap(),
+            "--max-tokens",
+            "5",
+        ])
+    };
 
     let d = copy("truncated");
     let w = d.join("model.safetensors");
@@ -120,12 +213,20 @@ fn missing_and_corrupt_checkpoints_are_clear_errors() {
 
     let d = copy("future-version");
     let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
-    std::fs::write(d.join("config.json"), cfg.replace("\"format_version\": 1", "\"format_version\": 99")).unwrap();
+    std::fs::write(
+        d.join("config.json"),
+        cfg.replace("\"format_version\": 1", "\"format_version\": 99"),
+    )
+    .unwrap();
     fails_with(&gen(&d), "format_version");
 
     let d = copy("invalid-config");
     let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
-    std::fs::write(d.join("config.json"), cfg.replace("\"n_heads\": 4", "\"n_heads\": 5")).unwrap();
+    std::fs::write(
+        d.join("config.json"),
+        cfg.replace("\"n_heads\": 4", "\"n_heads\": 5"),
+    )
+    .unwrap();
     fails_with(&gen(&d), "divisible");
 
     let d = copy("no-tokenizer");
@@ -139,7 +240,16 @@ fn bad_training_inputs_are_clear_errors() {
     let out = dir.path().join("out");
     let out = out.to_str().unwrap();
     let pretrain = |data: &Path, extra: &[&str]| {
-        let mut args = vec!["pretrain", "text", "--preset", "tiny", "--data", data.to_str().unwrap(), "--out", out];
+        let mut args = vec![
+            "pretrain",
+            "text",
+            "--preset",
+            "tiny",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out,
+        ];
         args.extend_from_slice(extra);
         aigc(&args)
     };
@@ -154,8 +264,19 @@ fn bad_training_inputs_are_clear_errors() {
     fails_with(&pretrain(&short, &[]), "split has");
     let config = dir.path().join("bad.json");
     std::fs::write(&config, r#"{"tokenizer":{"type":"char"},"core":{"d_model":30,"n_heads":4,"n_layers":1,"d_ff":8,"max_seq_len":8},"train":{}}"#).unwrap();
-    fails_with(&pretrain(&short, &["--config", config.to_str().unwrap()]), "bad.json");
+    fails_with(
+        &pretrain(&short, &["--config", config.to_str().unwrap()]),
+        "bad.json",
+    );
     let data = common::small_corpus(dir.path(), 5_000);
-    let resume_nothing = aigc(&["pretrain", "text", "--data", data.to_str().unwrap(), "--out", out, "--resume"]);
+    let resume_nothing = aigc(&[
+        "pretrain",
+        "text",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out,
+        "--resume",
+    ]);
     fails_with(&resume_nothing, "not found");
 }

@@ -58,7 +58,9 @@ pub fn run(cmd: GenerateCommand) -> anyhow::Result<()> {
 }
 
 fn text(args: TextArgs) -> anyhow::Result<()> {
-    let dir = args.model.unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_MODEL));
+    let dir = args
+        .model
+        .unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_MODEL));
     let started = Instant::now();
     let (model, tokenizer, _) = checkpoint::load_text(&dir, &aigc::default_device())
         .with_context(|| format!("loading the model from {}", dir.display()))?;

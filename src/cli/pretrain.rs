@@ -59,7 +59,9 @@ fn text(args: TextArgs) -> anyhow::Result<()> {
     let recipe;
     let start = if args.resume {
         if args.config.is_some() || args.steps.is_some() || args.seed.is_some() {
-            bail!("--resume continues with the run's own settings; drop --config, --steps and --seed");
+            bail!(
+                "--resume continues with the run's own settings; drop --config, --steps and --seed"
+            );
         }
         Start::Resume
     } else {
@@ -109,8 +111,10 @@ fn resolve_recipe(args: &TextArgs) -> anyhow::Result<TextRecipe> {
 fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+        )
+        .expect("valid template"),
     );
     bar
 }
@@ -119,7 +123,10 @@ fn report(bar: &ProgressBar, p: &Progress) -> ControlFlow<()> {
     bar.set_length(p.total_steps as u64);
     bar.set_position(p.step as u64);
     let val = p.val_loss.map_or(String::new(), |v| format!(" val {v:.4}"));
-    let msg = format!("loss {:.4} lr {:.2e} {:.0} tok/s{val}", p.loss, p.lr, p.tokens_per_s);
+    let msg = format!(
+        "loss {:.4} lr {:.2e} {:.0} tok/s{val}",
+        p.loss, p.lr, p.tokens_per_s
+    );
     if bar.is_hidden() {
         if p.val_loss.is_some() || p.step % 50 == 0 {
             eprintln!("step {}/{} {msg}", p.step, p.total_steps);

@@ -37,16 +37,26 @@ pub struct InfoArgs {
 
 pub fn eval(cmd: EvalCommand) -> anyhow::Result<()> {
     let EvalCommand::Text(args) = cmd;
-    let dir = args.model.unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_MODEL));
-    let data = args.data.unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_DATA));
+    let dir = args
+        .model
+        .unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_MODEL));
+    let data = args
+        .data
+        .unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_DATA));
     let (model, tokenizer, _) = checkpoint::load_text(&dir, &aigc::default_device())
         .with_context(|| format!("loading the model from {}", dir.display()))?;
     let text = read_text(&data)?;
     let started = std::time::Instant::now();
     let result = evaluate_val_split(&model, &tokenizer, &text, args.batch_size.max(1))?;
     println!("model: {}", dir.display());
-    println!("data: {} (validation split: last 10% of the characters)", data.display());
-    println!("tokens_scored={} chars_scored={}", result.score.targets, result.chars);
+    println!(
+        "data: {} (validation split: last 10% of the characters)",
+        data.display()
+    );
+    println!(
+        "tokens_scored={} chars_scored={}",
+        result.score.targets, result.chars
+    );
     println!("nats_per_token={:.4}", result.score.nats_per_token());
     println!("eval_seconds={:.1}", started.elapsed().as_secs_f64());
     println!("nats_per_char={:.4}", result.nats_per_char());
@@ -54,7 +64,9 @@ pub fn eval(cmd: EvalCommand) -> anyhow::Result<()> {
 }
 
 pub fn info(args: InfoArgs) -> anyhow::Result<()> {
-    let dir = args.model.unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_MODEL));
+    let dir = args
+        .model
+        .unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_MODEL));
     let config = checkpoint::load_config(&dir)?;
     let ModelConfig::Text(text) = &config.model;
     let (model, _, _) = checkpoint::load_text(&dir, &aigc::default_device())?;

@@ -57,7 +57,11 @@ impl Attention {
         let (h, hd) = (self.n_heads, d / self.n_heads);
         let heads = |x: Tensor<3>| x.reshape([b, t, h, hd]).swap_dims(1, 2); // (B, H, T, hd)
         let mut qkv = self.qkv.forward(x).chunk(3, 2).into_iter().map(heads);
-        let (mut q, mut k, v) = (qkv.next().unwrap(), qkv.next().unwrap(), qkv.next().unwrap());
+        let (mut q, mut k, v) = (
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+        );
         if let Some(rope) = rope {
             q = rope.apply(q, start);
             k = rope.apply(k, start);

@@ -31,7 +31,11 @@ pub struct Mlp {
 
 impl TransformerConfig {
     pub(crate) fn init_block(&self, device: &Device) -> Block {
-        let norm = || LayerNormConfig::new(self.d_model).with_bias(self.bias).init(device);
+        let norm = || {
+            LayerNormConfig::new(self.d_model)
+                .with_bias(self.bias)
+                .init(device)
+        };
         let linear = |d_in, d_out, std| {
             LinearConfig::new(d_in, d_out)
                 .with_bias(self.bias)
@@ -63,7 +67,13 @@ impl Block {
         start: usize,
         dropout_prob: f64,
     ) -> Tensor<3> {
-        let a = self.attn.forward(self.norm_attn.forward(x.clone()), rope, cache, start, dropout_prob);
+        let a = self.attn.forward(
+            self.norm_attn.forward(x.clone()),
+            rope,
+            cache,
+            start,
+            dropout_prob,
+        );
         let x = x + a;
         let m = self.mlp.forward(self.norm_mlp.forward(x.clone()));
         x + dropout(m, dropout_prob)

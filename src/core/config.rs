@@ -95,7 +95,10 @@ impl TransformerConfig {
             return fail("d_model, n_heads, n_layers and d_ff must all be positive".into());
         }
         if self.max_seq_len < 2 {
-            return fail(format!("max_seq_len must be at least 2, got {}", self.max_seq_len));
+            return fail(format!(
+                "max_seq_len must be at least 2, got {}",
+                self.max_seq_len
+            ));
         }
         if self.d_model % self.n_heads != 0 {
             return fail(format!(
@@ -104,7 +107,10 @@ impl TransformerConfig {
             ));
         }
         if self.positions == Positions::Rope && self.head_dim() % 2 != 0 {
-            return fail(format!("RoPE needs an even head_dim, got {}", self.head_dim()));
+            return fail(format!(
+                "RoPE needs an even head_dim, got {}",
+                self.head_dim()
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return fail(format!("dropout must be in [0, 1), got {}", self.dropout));

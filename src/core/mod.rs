@@ -52,7 +52,9 @@ impl TransformerConfig {
                     })
                     .init(device)
             }),
-            blocks: (0..self.n_layers).map(|_| self.init_block(device)).collect(),
+            blocks: (0..self.n_layers)
+                .map(|_| self.init_block(device))
+                .collect(),
             norm_out: LayerNormConfig::new(self.d_model)
                 .with_bias(self.bias)
                 .init(device),
@@ -99,7 +101,8 @@ impl Transformer {
         let [_, t, _] = x.dims();
         let mut x = match &self.pos_embed {
             Some(pos) => {
-                let positions = Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &x.device());
+                let positions =
+                    Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &x.device());
                 x + pos.forward(positions.unsqueeze::<2>()) // [1, T, D] broadcasts over B
             }
             None => x,

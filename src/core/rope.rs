@@ -38,8 +38,16 @@ impl Rope {
     pub fn apply(&self, x: Tensor<4>, start: usize) -> Tensor<4> {
         let [_, _, t, head_dim] = x.dims();
         let half = head_dim / 2;
-        let cos = self.cos.clone().narrow(0, start, t).reshape([1, 1, t, head_dim]);
-        let sin = self.sin.clone().narrow(0, start, t).reshape([1, 1, t, head_dim]);
+        let cos = self
+            .cos
+            .clone()
+            .narrow(0, start, t)
+            .reshape([1, 1, t, head_dim]);
+        let sin = self
+            .sin
+            .clone()
+            .narrow(0, start, t)
+            .reshape([1, 1, t, head_dim]);
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3); // (-x2, x1)

@@ -82,21 +82,42 @@ fn training_and_inference_attention_agree() {
 
 #[test]
 fn causal_mask_hides_exactly_the_future() {
-    let mask: Vec<bool> = causal_mask(2, 4, &device()).into_data().try_into_vec().unwrap();
+    let mask: Vec<bool> = causal_mask(2, 4, &device())
+        .into_data()
+        .try_into_vec()
+        .unwrap();
     // Queries at absolute positions 2 and 3 over keys 0..4.
-    assert_eq!(mask, vec![false, false, false, true, false, false, false, false]);
-    let square: Vec<bool> = causal_mask(3, 3, &device()).into_data().try_into_vec().unwrap();
-    assert_eq!(square, vec![false, true, true, false, false, true, false, false, false]);
+    assert_eq!(
+        mask,
+        vec![false, false, false, true, false, false, false, false]
+    );
+    let square: Vec<bool> = causal_mask(3, 3, &device())
+        .into_data()
+        .try_into_vec()
+        .unwrap();
+    assert_eq!(
+        square,
+        vec![false, true, true, false, false, true, false, false, false]
+    );
 }
+
+/// A change that breaks a config, and a word the error must contain.
+type BrokenConfig = (fn(&mut TransformerConfig), &'static str);
 
 #[test]
 fn invalid_configs_are_rejected_with_reasons() {
-    let cases: Vec<(fn(&mut TransformerConfig), &str)> = vec![
+    let cases: Vec<BrokenConfig> = vec![
         (|c| c.n_heads = 5, "divisible"),
         (|c| c.d_model = 0, "positive"),
         (|c| c.max_seq_len = 1, "max_seq_len"),
         (|c| c.dropout = 1.0, "dropout"),
-        (|c| { c.d_model = 36; c.n_heads = 4 }, "even head_dim"),
+        (
+            |c| {
+                c.d_model = 36;
+                c.n_heads = 4
+            },
+            "even head_dim",
+        ),
     ];
     for (edit, needle) in cases {
         let mut c = TransformerConfig::tiny();

@@ -8,12 +8,18 @@ use burn::prelude::*;
 
 /// Scales `grads` so their global L2 norm is at most `max_norm`; returns the norm before.
 pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm: f64) -> f32 {
-    let mut squares = SquaredNorms { grads, parts: Vec::new() };
+    let mut squares = SquaredNorms {
+        grads,
+        parts: Vec::new(),
+    };
     model.visit(&mut squares);
     if squares.parts.is_empty() {
         return 0.0;
     }
-    let norm = Tensor::cat(squares.parts, 0).sum().into_scalar::<f32>().sqrt();
+    let norm = Tensor::cat(squares.parts, 0)
+        .sum()
+        .into_scalar::<f32>()
+        .sqrt();
     if max_norm > 0.0 && norm as f64 > max_norm {
         let factor = max_norm / (norm as f64 + 1e-6);
         model.visit(&mut Scale { grads, factor });

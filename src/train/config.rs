@@ -76,7 +76,10 @@ impl TrainConfig {
             return bad("eval_every, eval_windows and checkpoint_every must be positive".into());
         }
         if !(self.lr > 0.0 && self.lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
-            return bad(format!("need 0 <= min_lr <= lr and lr > 0, got lr={} min_lr={}", self.lr, self.min_lr));
+            return bad(format!(
+                "need 0 <= min_lr <= lr and lr > 0, got lr={} min_lr={}",
+                self.lr, self.min_lr
+            ));
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return bad("beta1 and beta2 must be in [0, 1)".into());

@@ -35,9 +35,14 @@ pub fn evaluate(
     let mut windows = eval_windows(tokens.len(), seq_len);
     if let Some(max) = max_windows.filter(|&m| m < windows.len()) {
         let stride = windows.len() as f64 / max as f64;
-        windows = (0..max).map(|i| windows[(i as f64 * stride) as usize]).collect();
+        windows = (0..max)
+            .map(|i| windows[(i as f64 * stride) as usize])
+            .collect();
     }
-    let mut score = Score { nats: 0.0, targets: 0 };
+    let mut score = Score {
+        nats: 0.0,
+        targets: 0,
+    };
     // Full-length windows go in batches; a shorter last window goes on its own.
     let (full, short): (Vec<_>, Vec<_>) = windows.into_iter().partition(|&(_, len)| len == seq_len);
     for group in full.chunks(batch).chain(short.chunks(1)) {
@@ -84,9 +89,14 @@ pub fn evaluate_val_split(
     let (_, val_text) = crate::modality::text::split_text(text);
     let tokens = tokenizer.encode(val_text)?;
     if tokens.len() < 2 {
-        return Err(crate::Error::Input("the validation split has fewer than 2 tokens".into()));
+        return Err(crate::Error::Input(
+            "the validation split has fewer than 2 tokens".into(),
+        ));
     }
     let score = evaluate(model, &tokens, model.max_seq_len(), batch, None)?;
     let first = tokenizer.decode(&tokens[..1])?.chars().count();
-    Ok(TextScore { score, chars: val_text.chars().count() - first })
+    Ok(TextScore {
+        score,
+        chars: val_text.chars().count() - first,
+    })
 }

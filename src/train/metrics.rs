@@ -1,6 +1,6 @@
 //! Training metrics, one JSON object per line in `metrics.jsonl` inside the run directory.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -30,9 +30,11 @@ pub struct Metrics {
 }
 
 /// The append-only metrics log of a run.
+///
+/// It holds a path, not an open file: the run directory is replaced by each checkpoint save,
+/// and a handle would keep writing into the replaced (deleted) directory.
 pub struct MetricsLog {
     path: PathBuf,
-    file: File,
 }
 
 impl MetricsLog {
@@ -50,18 +52,17 @@ impl MetricsLog {
             Err(_) => Vec::new(),
         };
         std::fs::write(&path, kept.concat()).map_err(|e| Error::io("writing", &path, e))?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io("opening", &path, e))?;
-        Ok(Self { path, file })
+        Ok(Self { path })
     }
 
     /// Appends one line.
     pub fn append(&mut self, m: &Metrics) -> Result<()> {
         let line = serde_json::to_string(m).expect("metrics serialise") + "\n";
-        self.file
-            .write_all(line.as_bytes())
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
             .map_err(|e| Error::io("writing", &self.path, e))
     }
 

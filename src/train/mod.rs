@@ -22,7 +22,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::{Module, ParamGroup};
+use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use rand::rngs::StdRng;
@@ -73,10 +73,21 @@ pub fn pretrain_text(
         Start::Fresh(recipe) => fresh_run(recipe, &text, &device)?,
         Start::Resume => resumed_run(out, &device)?,
     };
-    let train = config.train.clone().expect("checkpoint configs made by training carry train");
+    let train = config
+        .train
+        .clone()
+        .expect("checkpoint configs made by training carry train");
     let corpus = Corpus::new(&text, &tokenizer, train.seq_len, data)?;
     let mut metrics = MetricsLog::open(out, state.step)?;
-    let mut run = Run { model, optim, state, config, tokenizer, train, device };
+    let mut run = Run {
+        model,
+        optim,
+        state,
+        config,
+        tokenizer,
+        train,
+        device,
+    };
     if run.state.step == 0 {
         run.save(out, &metrics)?; // resolved config on disk before step 0; proves `out` is writable
     }
@@ -98,8 +109,22 @@ pub fn pretrain_text(
             run.state.val_loss = val_loss;
         }
         let lr = run.lr(s - 1);
-        metrics.append(&Metrics { step: s, loss, lr, tokens_per_s, val_loss, tokens_seen: run.state.tokens_seen })?;
-        let flow = on_progress(&Progress { step: s, total_steps: run.train.steps, loss, lr, tokens_per_s, val_loss });
+        metrics.append(&Metrics {
+            step: s,
+            loss,
+            lr,
+            tokens_per_s,
+            val_loss,
+            tokens_seen: run.state.tokens_seen,
+        })?;
+        let flow = on_progress(&Progress {
+            step: s,
+            total_steps: run.train.steps,
+            loss,
+            lr,
+            tokens_per_s,
+            val_loss,
+        });
         if s % run.train.checkpoint_every == 0 || last || flow.is_break() {
             run.save(out, &metrics)?;
         }
@@ -110,7 +135,13 @@ pub fn pretrain_text(
     Ok(run.state)
 }
 
-type Loaded = (TextModel, TextTokenizer, CheckpointConfig, TrainState, ModuleOptimizer);
+type Loaded = (
+    TextModel,
+    TextTokenizer,
+    CheckpointConfig,
+    TrainState,
+    ModuleOptimizer,
+);
 
 fn fresh_run(recipe: &TextRecipe, text: &str, device: &Device) -> Result<Loaded> {
     recipe.validate()?;
@@ -120,9 +151,14 @@ fn fresh_run(recipe: &TextRecipe, text: &str, device: &Device) -> Result<Loaded>
         vocab_size: tokenizer.vocab_size(),
         core: recipe.core.clone(),
     };
-    device.seed(recipe.train.seed);
-    // Parameters initialise lazily; materialise now so the seed alone fixes them.
-    let model = model_config.init(device)?.materialize();
+    let model = {
+        let _rng = lock_device_rng();
+        device.seed(recipe.train.seed);
+        let model = model_config.init(device)?;
+        // Parameters initialise lazily, on first use; draw them all now, under the lock.
+        model.visit(&mut InitNow);
+        model
+    };
     let config = CheckpointConfig {
         format_version: checkpoint::FORMAT_VERSION,
         model: ModelConfig::Text(model_config),
@@ -141,10 +177,12 @@ fn resumed_run(out: &Path, device: &Device) -> Result<Loaded> {
     })?;
     let model = checkpoint::restore_param_ids(model, &state);
     let optim_path = out.join(checkpoint::OPTIMIZER_FILE);
-    let optim = optimizer(&train).load(&optim_path).map_err(|e| Error::Checkpoint {
-        path: optim_path,
-        message: format!("cannot resume without optimizer state: {e}"),
-    })?;
+    let optim = optimizer(&train)
+        .load(&optim_path)
+        .map_err(|e| Error::Checkpoint {
+            path: optim_path,
+            message: format!("cannot resume without optimizer state: {e}"),
+        })?;
     Ok((model, tokenizer, config, state, optim))
 }
 
@@ -187,12 +225,15 @@ impl Run {
         let t = &self.train;
         let step_seed = mix(t.seed, step as u64);
         let mut rng = StdRng::seed_from_u64(step_seed);
-        self.device.seed(step_seed ^ 0x5eed); // dropout masks of this step
         let (x, y) = corpus.random_batch(Split::Train, t.batch_size, t.seq_len, &mut rng);
         let shape = [t.batch_size, t.seq_len];
         let x = Tensor::<2, Int>::from_data(TensorData::new(x, shape), &self.device);
         let y = Tensor::<2, Int>::from_data(TensorData::new(y, shape), &self.device);
-        let loss = self.model.loss(x, y);
+        let loss = {
+            let _rng = lock_device_rng();
+            self.device.seed(step_seed ^ 0x5eed); // dropout masks of this step
+            self.model.loss(x, y)
+        };
         let value = loss.clone().into_scalar::<f32>();
         if !value.is_finite() {
             return Err(Error::Diverged { step, loss: value });
@@ -209,7 +250,13 @@ impl Run {
     fn eval(&self, corpus: &Corpus) -> Result<f64> {
         let model = self.model.valid();
         let t = &self.train;
-        let score = evaluate(&model, corpus.tokens(Split::Val), t.seq_len, t.batch_size, Some(t.eval_windows))?;
+        let score = evaluate(
+            &model,
+            corpus.tokens(Split::Val),
+            t.seq_len,
+            t.batch_size,
+            Some(t.eval_windows),
+        )?;
         Ok(score.nats_per_token())
     }
 
@@ -225,6 +272,24 @@ impl Run {
         }
         .save_with(out, |tmp| metrics.copy_into(tmp))
     }
+}
+
+/// Touches every parameter so lazily initialised ones are drawn immediately.
+struct InitNow;
+
+impl ModuleVisitor for InitNow {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// burn's device RNG is one per process. Seeding it and drawing from it (initialisation,
+/// dropout) happen under this lock, so runs sharing a process stay reproducible.
+fn lock_device_rng() -> std::sync::MutexGuard<'static, ()> {
+    static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    DEVICE_RNG
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// SplitMix64 finaliser: a well-spread seed for step `step` of a run seeded `seed`.

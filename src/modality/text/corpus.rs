@@ -47,12 +47,19 @@ pub fn read_text(path: &Path) -> Result<String> {
         let bytes = std::fs::read(file).map_err(|e| Error::io("reading", file, e))?;
         let part = String::from_utf8(bytes).map_err(|e| Error::Data {
             path: file.clone(),
-            message: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+            message: format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
         })?;
         text.push_str(&part);
     }
     if text.trim().is_empty() {
-        let message = if files.is_empty() { "no .txt files found" } else { "the text is empty" };
+        let message = if files.is_empty() {
+            "no .txt files found"
+        } else {
+            "the text is empty"
+        };
         return Err(Error::Data {
             path: path.to_path_buf(),
             message: message.into(),
@@ -65,7 +72,10 @@ pub fn read_text(path: &Path) -> Result<String> {
 pub fn split_text(text: &str) -> (&str, &str) {
     let n_chars = text.chars().count();
     let cut_char = (n_chars as f64 * TRAIN_FRACTION) as usize;
-    let cut = text.char_indices().nth(cut_char).map_or(text.len(), |(i, _)| i);
+    let cut = text
+        .char_indices()
+        .nth(cut_char)
+        .map_or(text.len(), |(i, _)| i);
     text.split_at(cut)
 }
 
@@ -88,7 +98,11 @@ impl Corpus {
         }
         let first = tokenizer.decode(&val[..1])?.chars().count();
         let val_chars_scored = val_text.chars().count() - first;
-        Ok(Self { train, val, val_chars_scored })
+        Ok(Self {
+            train,
+            val,
+            val_chars_scored,
+        })
     }
 
     /// The tokens of one split.
@@ -106,7 +120,13 @@ impl Corpus {
 
     /// `batch` random windows of `seq_len + 1` tokens from `split`, as (inputs, targets),
     /// each `batch * seq_len` ids in row-major `[B, T]` order.
-    pub fn random_batch(&self, split: Split, batch: usize, seq_len: usize, rng: &mut impl Rng) -> (Vec<i64>, Vec<i64>) {
+    pub fn random_batch(
+        &self,
+        split: Split,
+        batch: usize,
+        seq_len: usize,
+        rng: &mut impl Rng,
+    ) -> (Vec<i64>, Vec<i64>) {
         let tokens = self.tokens(split);
         let mut inputs = Vec::with_capacity(batch * seq_len);
         let mut targets = Vec::with_capacity(batch * seq_len);
@@ -161,12 +181,21 @@ mod tests {
         assert!(read_text(&empty).unwrap_err().to_string().contains("empty"));
         let binary = dir.path().join("binary.txt");
         std::fs::write(&binary, [0x66, 0xff, 0xfe]).unwrap();
-        assert!(read_text(&binary).unwrap_err().to_string().contains("not UTF-8"));
+        assert!(read_text(&binary)
+            .unwrap_err()
+            .to_string()
+            .contains("not UTF-8"));
         let missing = dir.path().join("missing.txt");
-        assert!(read_text(&missing).unwrap_err().to_string().contains("missing.txt"));
+        assert!(read_text(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("missing.txt"));
         let folder = dir.path().join("folder");
         std::fs::create_dir(&folder).unwrap();
-        assert!(read_text(&folder).unwrap_err().to_string().contains("no .txt files"));
+        assert!(read_text(&folder)
+            .unwrap_err()
+            .to_string()
+            .contains("no .txt files"));
     }
 
     #[test]

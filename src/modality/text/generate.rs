@@ -109,7 +109,9 @@ fn token_tensor(tokens: &[u32], device: &Device) -> Tensor<2, Int> {
 fn last_position(logits: Tensor<3>) -> Vec<f32> {
     let [_, t, v] = logits.dims();
     let last = logits.narrow(1, t - 1, 1).reshape([v]);
-    last.into_data().try_into_vec::<f32>().expect("logits are f32")
+    last.into_data()
+        .try_into_vec::<f32>()
+        .expect("logits are f32")
 }
 
 /// Streams text while holding back anything that might still turn into a stop string or is
@@ -132,7 +134,12 @@ impl<'a> StopStream<'a> {
     /// Takes the full decoded text so far; returns true when a stop string appeared.
     fn push(&mut self, text: &str, on_text: &mut impl FnMut(&str)) -> bool {
         self.text = text.to_string();
-        let stop_at = self.stops.iter().filter(|s| !s.is_empty()).filter_map(|s| self.text.find(s.as_str())).min();
+        let stop_at = self
+            .stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min();
         if let Some(at) = stop_at {
             self.text.truncate(at);
             self.emit_to(at.max(self.emitted), on_text);

@@ -73,7 +73,9 @@ impl TextModel {
     /// # Shapes
     /// - `tokens`: `[B, T]`; returns `[B, T, V]`.
     pub fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
-        let h = self.core.forward_cached(self.tok_embed.forward(tokens), cache);
+        let h = self
+            .core
+            .forward_cached(self.tok_embed.forward(tokens), cache);
         self.logits(h)
     }
 
@@ -115,6 +117,8 @@ impl TextModel {
         let [b, t, d] = h.dims();
         let w = self.tok_embed.weight.val(); // (V, D)
         let v = w.dims()[0];
-        h.reshape([b * t, d]).matmul(w.transpose()).reshape([b, t, v])
+        h.reshape([b * t, d])
+            .matmul(w.transpose())
+            .reshape([b, t, v])
     }
 }

@@ -54,9 +54,15 @@ impl TextTokenizer {
     pub fn char_level(corpus: &str) -> Result<Self> {
         let chars: BTreeSet<char> = corpus.chars().collect();
         if chars.is_empty() {
-            return Err(Error::Tokenizer("cannot build a vocabulary from empty text".into()));
+            return Err(Error::Tokenizer(
+                "cannot build a vocabulary from empty text".into(),
+            ));
         }
-        let vocab: Vocab = chars.iter().enumerate().map(|(i, c)| (c.to_string(), i as u32)).collect();
+        let vocab: Vocab = chars
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.to_string(), i as u32))
+            .collect();
         let model = BPE::builder()
             .vocab_and_merges(vocab, vec![])
             .build()
@@ -131,7 +137,12 @@ impl TextTokenizer {
 
     /// Token ids of `text`, silently dropping what the vocabulary cannot represent.
     fn encode_unchecked(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(self.inner.encode(text, false).map_err(tok_err)?.get_ids().to_vec())
+        Ok(self
+            .inner
+            .encode(text, false)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
     }
 
     /// The text of `ids`.
@@ -171,7 +182,12 @@ mod tests {
         let tok = TextTokenizer::train_bpe(&corpus, 300).unwrap();
         assert!(tok.vocab_size() <= 300 && tok.vocab_size() > 256);
         let ids = tok.encode(TEXT).unwrap();
-        assert!(ids.len() < TEXT.len(), "{} tokens for {} bytes", ids.len(), TEXT.len());
+        assert!(
+            ids.len() < TEXT.len(),
+            "{} tokens for {} bytes",
+            ids.len(),
+            TEXT.len()
+        );
         let unseen = "Zebras ünd émoji 🦀\n";
         assert_eq!(tok.decode(&tok.encode(unseen).unwrap()).unwrap(), unseen);
     }

@@ -1,0 +1,40 @@
+//! Generate Shakespeare with the shipped model through the library API.
+//!
+//! ```sh
+//! cargo run --release --example generate_text -- "ROMEO:"
+//! ```
+
+use std::io::Write;
+use std::path::Path;
+
+use aigc::checkpoint;
+use aigc::modality::text::{generate, GenerateOptions};
+use aigc::sample::SamplingConfig;
+
+fn main() -> anyhow::Result<()> {
+    let prompt = std::env::args().nth(1).unwrap_or_else(|| "ROMEO:".into());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/text-shakespeare");
+
+    // A checkpoint rebuilds its model from its own config.json; no flags needed.
+    let device = aigc::default_device();
+    let (model, tokenizer, _config) = checkpoint::load_text(&dir, &device)?;
+
+    let options = GenerateOptions {
+        max_tokens: 300,
+        sampling: SamplingConfig {
+            seed: 42,
+            temperature: 0.8,
+            top_k: 40,
+            ..SamplingConfig::default()
+        },
+        stop: vec!["\n\n\n".into()],
+    };
+    print!("{prompt}");
+    let result = generate(&model, &tokenizer, &prompt, &options, |piece| {
+        print!("{piece}");
+        let _ = std::io::stdout().flush();
+    })?;
+    println!();
+    eprintln!("[{} tokens generated]", result.generated_tokens);
+    Ok(())
+}

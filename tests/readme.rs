@@ -1,0 +1,54 @@
+//! The README's promises: its quick-start command works with the shipped model, and the
+//! shipped recipe file matches the built-in preset.
+
+mod common;
+
+use std::process::Command;
+
+use aigc::train::TextRecipe;
+
+#[test]
+fn the_readme_generate_command_works_with_the_shipped_model() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    assert!(readme.contains("cargo run --release -- generate text --prompt \"ROMEO:\""));
+    assert!(readme.contains("cargo test --release"));
+    let out = Command::new(env!("CARGO_BIN_EXE_aigc"))
+        .args([
+            "generate",
+            "text",
+            "--prompt",
+            "ROMEO:",
+            "--max-tokens",
+            "200",
+            "--seed",
+            "1",
+        ])
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("ROMEO:") && text.chars().count() >= 200,
+        "{text}"
+    );
+    // Shakespeare-like: mostly common English words.
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let common_words = [
+        "the", "and", "to", "of", "I", "my", "you", "a", "that", "in", "is", "not", "me", "with",
+        "be",
+    ];
+    let hits = words
+        .iter()
+        .filter(|w| common_words.contains(&w.trim_matches(|c: char| !c.is_alphabetic())))
+        .count();
+    assert!(hits * 10 >= words.len(), "few common words in {text:?}");
+}
+
+#[test]
+fn the_shipped_recipe_file_is_the_shakespeare_preset() {
+    let path = common::root().join("configs/text-shakespeare.json");
+    let recipe: TextRecipe = aigc::checkpoint::read_json(&path).unwrap();
+    assert_eq!(recipe, TextRecipe::shakespeare());
+}
