@@ -25,6 +25,8 @@
 //! | `F` | `d_ff`, the MLP hidden width |
 //! | `V` | `vocab_size` |
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod core;
 pub mod error;

@@ -166,7 +166,7 @@ fn a_bpe_model_trains_scores_per_character_and_generates() {
     let text = std::fs::read_to_string(&data).unwrap();
     let score = aigc::train::evaluate_val_split(&model, &tokenizer, &text, 8).unwrap();
     // BPE tokens span several characters, so there are fewer targets than characters.
-    assert!(score.score.targets * 2 < score.chars, "{score:?}");
+    assert!(score.score.targets * 4 < score.chars * 3, "{score:?}");
     assert!(score.nats_per_char() < score.score.nats_per_token());
     let out = generate(
         &model,
