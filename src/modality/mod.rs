@@ -1,6 +1,8 @@
 //! Modality adapters and decoders: the only modality-aware code. One folder per modality holds
 //! its codec, adapter, decoder and data loading.
 
+pub mod flow;
+pub mod image;
 pub mod text;
 
 use serde::{Deserialize, Serialize};
