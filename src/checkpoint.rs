@@ -10,7 +10,7 @@
 //!   README.md          the model card
 //! ```
 //!
-//! Writes go to a temporary sibling directory which is renamed into place, so a crash never
+//! Writes go to a temporary sibling directory which is swapped into place, so a crash never
 //! leaves a half-written checkpoint under the real name.
 
 use std::collections::BTreeMap;
@@ -291,20 +291,53 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     dir.with_file_name(name)
 }
 
-/// Moves the finished `tmp` directory to `dir`, keeping the old one until the move is done.
+/// Moves the finished `tmp` directory to `dir`. On Linux an existing `dir` is swapped with
+/// `tmp` in one atomic `renameat2(RENAME_EXCHANGE)`, so some complete checkpoint is under the
+/// name at every instant; elsewhere the old one is moved aside first.
 fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return fs::rename(tmp, dir).map_err(|e| Error::io("renaming into place", dir, e));
+    }
+    if exchange(tmp, dir).is_ok() {
+        return fs::remove_dir_all(tmp)
+            .map_err(|e| Error::io("removing the old checkpoint", tmp, e));
+    }
     let old = sibling(dir, "old");
     if old.exists() {
         fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))?;
     }
-    if dir.exists() {
-        fs::rename(dir, &old).map_err(|e| Error::io("moving aside", dir, e))?;
-    }
+    fs::rename(dir, &old).map_err(|e| Error::io("moving aside", dir, e))?;
     fs::rename(tmp, dir).map_err(|e| Error::io("renaming into place", dir, e))?;
-    if old.exists() {
-        fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))?;
+    fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))
+}
+
+/// Atomically swaps two paths (Linux `renameat2` with `RENAME_EXCHANGE`).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c =
+        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
-    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 fn sync_dir_files(dir: &Path) -> Result<()> {
@@ -333,4 +366,49 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saving_again_replaces_the_checkpoint_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let device = crate::default_device();
+        let tokenizer = TextTokenizer::char_level("abc").unwrap();
+        let config = CheckpointConfig {
+            format_version: FORMAT_VERSION,
+            model: ModelConfig::Text(TextModelConfig::tiny(3)),
+            train: None,
+        };
+        let model = TextModelConfig::tiny(3).init(&device).unwrap();
+        let save = |step, card| {
+            let state = TrainState {
+                step,
+                ..TrainState::default()
+            };
+            let ckpt = Checkpoint {
+                config: &config,
+                model: &model,
+                tokenizer: &tokenizer,
+                state: &state,
+                optimizer: None,
+                card,
+            };
+            ckpt.save(&run).unwrap();
+        };
+        save(1, "first");
+        save(2, "second");
+        assert_eq!(fs::read_to_string(run.join(CARD_FILE)).unwrap(), "second");
+        assert_eq!(load_train_state(&run).unwrap().step, 2);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("run")]);
+        let (_, _, loaded) = load_text(&run, &device).unwrap();
+        assert_eq!(loaded, config);
+    }
 }
