@@ -69,18 +69,11 @@ fn pretrain_generate_eval_info_on_a_tiny_model() {
         assert!(Path::new(&model).join(file).is_file(), "missing {file}");
     }
 
-    let o = aigc(&[
-        "generate",
-        "text",
-        "--model",
-        &model,
-        "--prompt",
-        "ROMEO:",
-        "--max-tokens",
-        "30",
-        "--seed",
-        "3",
-    ]);
+    let generate = || {
+        let args = ["--prompt", "ROMEO:", "--max-tokens", "30", "--seed", "3"];
+        aigc(&[&["generate", "text", "--model", &model][..], &args].concat())
+    };
+    let o = generate();
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
@@ -88,18 +81,7 @@ fn pretrain_generate_eval_info_on_a_tiny_model() {
         "{text:?}"
     );
     assert!(stderr(&o).contains("tokens/s"));
-    let again = aigc(&[
-        "generate",
-        "text",
-        "--model",
-        &model,
-        "--prompt",
-        "ROMEO:",
-        "--max-tokens",
-        "30",
-        "--seed",
-        "3",
-    ]);
+    let again = generate();
     assert_eq!(stdout(&again), text, "same seed, same text");
 
     let data = dir.path().join("corpus.txt");
@@ -211,23 +193,21 @@ fn missing_and_corrupt_checkpoints_are_clear_errors() {
     std::fs::write(d.join("config.json"), "{ not json").unwrap();
     fails_with(&gen(&d), "config.json");
 
-    let d = copy("future-version");
-    let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
-    std::fs::write(
-        d.join("config.json"),
-        cfg.replace("\"format_version\": 1", "\"format_version\": 99"),
-    )
-    .unwrap();
-    fails_with(&gen(&d), "format_version");
-
-    let d = copy("invalid-config");
-    let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
-    std::fs::write(
-        d.join("config.json"),
-        cfg.replace("\"n_heads\": 4", "\"n_heads\": 5"),
-    )
-    .unwrap();
-    fails_with(&gen(&d), "divisible");
+    let edit_config = |name: &str, from: &str, to: &str| {
+        let d = copy(name);
+        let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
+        assert!(cfg.contains(from), "{from} not in {cfg}");
+        std::fs::write(d.join("config.json"), cfg.replace(from, to)).unwrap();
+        gen(&d)
+    };
+    let future = edit_config(
+        "future-version",
+        "\"format_version\": 1",
+        "\"format_version\": 99",
+    );
+    fails_with(&future, "format_version");
+    let invalid = edit_config("invalid-config", "\"n_heads\": 4", "\"n_heads\": 5");
+    fails_with(&invalid, "divisible");
 
     let d = copy("no-tokenizer");
     std::fs::remove_file(d.join("tokenizer.json")).unwrap();

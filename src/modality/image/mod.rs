@@ -1,7 +1,12 @@
-//! Images: a patch codec, IDX (MNIST) loading, and (to come) the patch adapter and decoder.
+//! Images: a patch codec, IDX (MNIST) and PNG/JPEG files, and the image model (patch
+//! adapter, shared core, rectified-flow patch decoder).
 
 mod idx;
+mod io;
+mod model;
 mod patch;
 
 pub use idx::{parse_idx, read_idx, IdxArray};
+pub use io::{grid, read_image, to_bytes, write_png};
+pub use model::{ImageModel, ImageModelConfig};
 pub use patch::ImageShape;
