@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         if let Some(val) = p.val_loss {
             eprintln!(
                 "step {:>4}  train {:.3}  val {:.3}  {:.0} tok/s",
-                p.step, p.loss, val, p.tokens_per_s
+                p.step, p.loss, val, p.units_per_s
             );
         }
         ControlFlow::Continue(())

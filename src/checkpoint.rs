@@ -92,13 +92,13 @@ pub struct TrainState {
 }
 
 /// Everything needed to write a checkpoint.
-pub struct Checkpoint<'a> {
+pub struct Checkpoint<'a, M: Module> {
     /// The config to write.
     pub config: &'a CheckpointConfig,
     /// The weights.
-    pub model: &'a TextModel,
-    /// The codec.
-    pub tokenizer: &'a TextTokenizer,
+    pub model: &'a M,
+    /// The text codec, for models that read or write text.
+    pub tokenizer: Option<&'a TextTokenizer>,
     /// Training progress.
     pub state: &'a TrainState,
     /// Optimizer state, for checkpoints that can be resumed.
@@ -107,7 +107,7 @@ pub struct Checkpoint<'a> {
     pub card: &'a str,
 }
 
-impl Checkpoint<'_> {
+impl<M: Module> Checkpoint<'_, M> {
     /// Writes the checkpoint to `dir`, replacing any previous one only once it is complete.
     pub fn save(&self, dir: &Path) -> Result<()> {
         self.save_with(dir, |_| Ok(()))
@@ -130,7 +130,9 @@ impl Checkpoint<'_> {
         self.model
             .save_into(&mut store)
             .map_err(|e| checkpoint_err(&weights, format!("writing weights: {e}")))?;
-        self.tokenizer.save(&tmp.join(TOKENIZER_FILE))?;
+        if let Some(tokenizer) = self.tokenizer {
+            tokenizer.save(&tmp.join(TOKENIZER_FILE))?;
+        }
         if let Some(optim) = self.optimizer {
             let path = tmp.join(OPTIMIZER_FILE);
             optim
@@ -392,7 +394,7 @@ mod tests {
             let ckpt = Checkpoint {
                 config: &config,
                 model: &model,
-                tokenizer: &tokenizer,
+                tokenizer: Some(&tokenizer),
                 state: &state,
                 optimizer: None,
                 card,

@@ -125,7 +125,7 @@ fn report(bar: &ProgressBar, p: &Progress) -> ControlFlow<()> {
     let val = p.val_loss.map_or(String::new(), |v| format!(" val {v:.4}"));
     let msg = format!(
         "loss {:.4} lr {:.2e} {:.0} tok/s{val}",
-        p.loss, p.lr, p.tokens_per_s
+        p.loss, p.lr, p.units_per_s
     );
     if bar.is_hidden() {
         if p.val_loss.is_some() || p.step % 50 == 0 {

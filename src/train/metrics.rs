@@ -56,7 +56,7 @@ impl MetricsLog {
     }
 
     /// Appends one line.
-    pub fn append(&mut self, m: &Metrics) -> Result<()> {
+    pub fn append(&self, m: &Metrics) -> Result<()> {
         let line = serde_json::to_string(m).expect("metrics serialise") + "\n";
         OpenOptions::new()
             .append(true)
