@@ -159,7 +159,7 @@ mod tests {
         let path = dir.path().join("small.png");
         write_png(
             &path,
-            &vec![0.0; 16],
+            &[0.0; 16],
             &ImageShape {
                 height: 4,
                 width: 4,
