@@ -23,6 +23,7 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::modality::image::{ImageModel, ImageModelConfig};
 use crate::modality::text::{TextModel, TextModelConfig, TextTokenizer};
 use crate::modality::Modality;
 use crate::train::TrainConfig;
@@ -50,6 +51,8 @@ pub const CARD_FILE: &str = "README.md";
 pub enum ModelConfig {
     /// A text model.
     Text(TextModelConfig),
+    /// A class-conditional image model.
+    Image(ImageModelConfig),
 }
 
 impl ModelConfig {
@@ -57,6 +60,7 @@ impl ModelConfig {
     pub fn modality(&self) -> Modality {
         match self {
             ModelConfig::Text(_) => Modality::Text,
+            ModelConfig::Image(_) => Modality::Image,
         }
     }
 }
@@ -173,6 +177,7 @@ pub fn load_config(dir: &Path) -> Result<CheckpointConfig> {
     })?;
     match &config.model {
         ModelConfig::Text(text) => text.validate()?,
+        ModelConfig::Image(image) => image.validate()?,
     }
     Ok(config)
 }
@@ -183,7 +188,9 @@ pub fn load_text(
     device: &Device,
 ) -> Result<(TextModel, TextTokenizer, CheckpointConfig)> {
     let config = load_config(dir)?;
-    let ModelConfig::Text(text) = &config.model;
+    let ModelConfig::Text(text) = &config.model else {
+        return Err(wrong_modality(dir, &config, Modality::Text));
+    };
     let tokenizer = TextTokenizer::load(&dir.join(TOKENIZER_FILE))?;
     if tokenizer.vocab_size() != text.vocab_size {
         return Err(checkpoint_err(
@@ -198,6 +205,27 @@ pub fn load_text(
     let mut model = text.init(device)?;
     load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
     Ok((model, tokenizer, config))
+}
+
+/// Loads an image model from `dir`.
+pub fn load_image(dir: &Path, device: &Device) -> Result<(ImageModel, CheckpointConfig)> {
+    let config = load_config(dir)?;
+    let ModelConfig::Image(image) = &config.model else {
+        return Err(wrong_modality(dir, &config, Modality::Image));
+    };
+    let mut model = image.init(device)?;
+    load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
+    Ok((model, config))
+}
+
+fn wrong_modality(dir: &Path, config: &CheckpointConfig, wanted: Modality) -> Error {
+    checkpoint_err(
+        dir,
+        format!(
+            "holds a {} model, not a {wanted} model",
+            config.model.modality()
+        ),
+    )
 }
 
 /// Reads `train_state.json` from `dir`.

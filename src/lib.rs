@@ -27,10 +27,12 @@
 
 #![warn(missing_docs)]
 
+pub mod card;
 pub mod checkpoint;
 pub mod core;
 pub mod error;
 pub mod modality;
+pub mod rng;
 pub mod sample;
 pub mod train;
 

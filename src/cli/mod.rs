@@ -11,10 +11,12 @@ use clap::{Parser, Subcommand};
 
 /// Where the shipped models live, relative to the repository root.
 const SHIPPED_TEXT_MODEL: &str = "models/text-shakespeare";
+/// The shipped image model.
+const SHIPPED_IMAGE_MODEL: &str = "models/image-mnist";
 /// The shipped text corpus.
 const SHIPPED_TEXT_DATA: &str = "datasets/tinyshakespeare/input.txt";
 
-/// aigc: pretrain and generate text with one Transformer core.
+/// aigc: pretrain and generate text and images with one Transformer core.
 #[derive(Parser, Debug)]
 #[command(name = "aigc", version, about)]
 pub struct Cli {

@@ -1,43 +1,67 @@
 //! `aigc pretrain <modality>`.
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
 
-use aigc::checkpoint::read_json;
-use aigc::train::{pretrain_text, Progress, Start, TextRecipe};
+use aigc::checkpoint::{read_json, TrainState};
+use aigc::train::{
+    pretrain_image, pretrain_text, ImageRecipe, Progress, Recipe, Start, TextRecipe,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum PretrainCommand {
     /// Train a text model on a UTF-8 file or a folder of .txt files.
-    Text(TextArgs),
+    Text {
+        /// A built-in recipe.
+        #[arg(long, value_enum, default_value_t = TextPreset::Shakespeare)]
+        preset: TextPreset,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Train a class-conditional image model on MNIST IDX files or class sub-folders of images.
+    Image {
+        /// A built-in recipe.
+        #[arg(long, value_enum, default_value_t = ImagePreset::Mnist)]
+        preset: ImagePreset,
+        #[command(flatten)]
+        run: RunArgs,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Preset {
+pub enum TextPreset {
     /// A few seconds on a toy model (for trying the pipeline).
     Tiny,
     /// The shipped char-level Shakespeare model.
     Shakespeare,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ImagePreset {
+    /// A few seconds on 8x8 images (for trying the pipeline).
+    Tiny,
+    /// The shipped MNIST digit model.
+    Mnist,
+}
+
+/// Arguments every modality's pretraining shares.
 #[derive(Args, Debug)]
-pub struct TextArgs {
-    /// Training text: a UTF-8 file or a folder of .txt files (first 90% train, last 10% val).
+pub struct RunArgs {
+    /// Training data (text: a UTF-8 file or folder of .txt files; image: a folder of MNIST
+    /// IDX files or of class sub-folders).
     #[arg(long)]
     data: PathBuf,
     /// Run directory: checkpoints, metrics.jsonl and the model card go here.
     #[arg(long)]
     out: PathBuf,
-    /// A recipe JSON file (tokenizer, core, train); overrides --preset.
+    /// A recipe JSON file; overrides --preset.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// A built-in recipe.
-    #[arg(long, value_enum, default_value_t = Preset::Shakespeare)]
-    preset: Preset,
     /// Override the number of optimizer steps.
     #[arg(long)]
     steps: Option<usize>,
@@ -51,11 +75,30 @@ pub struct TextArgs {
 
 pub fn run(cmd: PretrainCommand) -> anyhow::Result<()> {
     match cmd {
-        PretrainCommand::Text(args) => text(args),
+        PretrainCommand::Text { preset, run } => {
+            let preset = || match preset {
+                TextPreset::Tiny => TextRecipe::tiny(),
+                TextPreset::Shakespeare => TextRecipe::shakespeare(),
+            };
+            train(&run, preset, |d, o, s, p| pretrain_text(d, o, s, p))
+        }
+        PretrainCommand::Image { preset, run } => {
+            let preset = || match preset {
+                ImagePreset::Tiny => ImageRecipe::tiny(),
+                ImagePreset::Mnist => ImageRecipe::mnist(),
+            };
+            train(&run, preset, |d, o, s, p| pretrain_image(d, o, s, p))
+        }
     }
 }
 
-fn text(args: TextArgs) -> anyhow::Result<()> {
+type ProgressFn<'a> = &'a mut dyn FnMut(&Progress) -> ControlFlow<()>;
+
+fn train<R: Recipe + DeserializeOwned>(
+    args: &RunArgs,
+    preset: impl FnOnce() -> R,
+    pretrain: impl FnOnce(&Path, &Path, Start<'_, R>, ProgressFn<'_>) -> aigc::Result<TrainState>,
+) -> anyhow::Result<()> {
     let recipe;
     let start = if args.resume {
         if args.config.is_some() || args.steps.is_some() || args.seed.is_some() {
@@ -71,15 +114,15 @@ fn text(args: TextArgs) -> anyhow::Result<()> {
                 args.out.display()
             );
         }
-        recipe = resolve_recipe(&args)?;
+        recipe = resolve_recipe(args, preset)?;
         Start::Fresh(&recipe)
     };
     let bar = progress_bar();
-    let state = pretrain_text(&args.data, &args.out, start, |p| report(&bar, p))
+    let state = pretrain(&args.data, &args.out, start, &mut |p| report(&bar, p))
         .with_context(|| format!("training on {}", args.data.display()))?;
     bar.finish_and_clear();
     eprintln!(
-        "done: {} steps, {} tokens in {:.0} s; val loss {}; checkpoint in {}",
+        "done: {} steps, {} units in {:.0} s; val loss {}; checkpoint in {}",
         state.step,
         state.tokens_seen,
         state.train_seconds,
@@ -89,21 +132,21 @@ fn text(args: TextArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn resolve_recipe(args: &TextArgs) -> anyhow::Result<TextRecipe> {
+fn resolve_recipe<R: Recipe + DeserializeOwned>(
+    args: &RunArgs,
+    preset: impl FnOnce() -> R,
+) -> anyhow::Result<R> {
     let mut recipe = match &args.config {
         Some(path) => read_json(path)?,
-        None => match args.preset {
-            Preset::Tiny => TextRecipe::tiny(),
-            Preset::Shakespeare => TextRecipe::shakespeare(),
-        },
+        None => preset(),
     };
     if let Some(steps) = args.steps {
-        recipe.train.steps = steps;
+        recipe.train_mut().steps = steps;
     }
     if let Some(seed) = args.seed {
-        recipe.train.seed = seed;
+        recipe.train_mut().seed = seed;
     }
-    recipe.validate()?;
+    recipe.check()?;
     Ok(recipe)
 }
 
@@ -124,7 +167,7 @@ fn report(bar: &ProgressBar, p: &Progress) -> ControlFlow<()> {
     bar.set_position(p.step as u64);
     let val = p.val_loss.map_or(String::new(), |v| format!(" val {v:.4}"));
     let msg = format!(
-        "loss {:.4} lr {:.2e} {:.0} tok/s{val}",
+        "loss {:.4} lr {:.2e} {:.0} units/s{val}",
         p.loss, p.lr, p.units_per_s
     );
     if bar.is_hidden() {

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use aigc::checkpoint::{self, ModelConfig};
 use aigc::modality::text::read_text;
 use aigc::train::evaluate_val_split;
+use burn::module::Module;
 
 #[derive(Subcommand, Debug)]
 pub enum EvalCommand {
@@ -68,17 +69,19 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
         .model
         .unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_MODEL));
     let config = checkpoint::load_config(&dir)?;
-    let ModelConfig::Text(text) = &config.model;
-    let (model, _, _) = checkpoint::load_text(&dir, &aigc::default_device())?;
+    let device = aigc::default_device();
+    let parameters = match &config.model {
+        ModelConfig::Text(_) => checkpoint::load_text(&dir, &device)?.0.num_params(),
+        ModelConfig::Image(_) => checkpoint::load_image(&dir, &device)?.0.num_params(),
+    };
     println!("checkpoint: {}", dir.display());
     println!("modality: {}", config.model.modality());
     println!("format_version: {}", config.format_version);
-    println!("parameters: {}", burn::module::Module::num_params(&model));
-    println!("vocab_size: {}", text.vocab_size);
-    println!("core: {}", serde_json::to_string(&text.core)?);
+    println!("parameters: {parameters}");
+    println!("model: {}", serde_json::to_string(&config.model)?);
     if let Ok(state) = checkpoint::load_train_state(&dir) {
         println!(
-            "trained: {} steps, {} tokens, {:.0} s; val loss {}",
+            "trained: {} steps, {} units, {:.0} s; val loss {}",
             state.step,
             state.tokens_seen,
             state.train_seconds,

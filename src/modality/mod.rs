@@ -13,12 +13,15 @@ use serde::{Deserialize, Serialize};
 pub enum Modality {
     /// Text through a tokenizer (character-level or byte-level BPE).
     Text,
+    /// Images as patches.
+    Image,
 }
 
 impl std::fmt::Display for Modality {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Modality::Text => "text",
+            Modality::Image => "image",
         })
     }
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::TransformerConfig;
+use crate::modality::image::ImageModelConfig;
 use crate::modality::text::TokenizerKind;
 use crate::{Error, Result};
 
@@ -38,6 +39,11 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Seed of initialisation, batch order and dropout.
     pub seed: u64,
+    /// Conditional models: probability of replacing a training example's condition with the
+    /// "no condition" token, so one model also generates unconditionally and supports
+    /// classifier-free guidance. Default 0.
+    #[serde(default)]
+    pub label_dropout: f64,
 }
 
 impl TrainConfig {
@@ -58,6 +64,7 @@ impl TrainConfig {
             eval_windows: 8,
             checkpoint_every: 4,
             seed: 1337,
+            label_dropout: 0.0,
         }
     }
 
@@ -83,6 +90,12 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return bad("beta1 and beta2 must be in [0, 1)".into());
+        }
+        if !(0.0..1.0).contains(&self.label_dropout) {
+            return bad(format!(
+                "label_dropout must be in [0, 1), got {}",
+                self.label_dropout
+            ));
         }
         if self.weight_decay < 0.0 || self.grad_clip < 0.0 {
             return bad("weight_decay and grad_clip must be >= 0".into());
@@ -146,6 +159,7 @@ impl TextRecipe {
                 eval_windows: 256,
                 checkpoint_every: 250,
                 seed: 1337,
+                label_dropout: 0.0,
             },
         }
     }
@@ -161,5 +175,102 @@ impl TextRecipe {
             )));
         }
         Ok(())
+    }
+}
+
+/// Everything `aigc pretrain image` needs besides the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecipe {
+    /// The model (image geometry, classes, core, flow head).
+    pub model: ImageModelConfig,
+    /// Optimisation settings (`seq_len` is unused; `label_dropout` matters).
+    pub train: TrainConfig,
+}
+
+impl ImageRecipe {
+    /// A tiny 8x8 model trained for a few steps, for tests.
+    pub fn tiny() -> Self {
+        let mut train = TrainConfig::tiny();
+        train.label_dropout = 0.1;
+        Self {
+            model: ImageModelConfig::tiny(),
+            train,
+        }
+    }
+
+    /// The shipped `models/image-mnist` recipe (DESIGN.md section 2): 28x28 digits in 4x4
+    /// patches, a 4-layer 128-wide core with learned positions, a 3-block flow head.
+    pub fn mnist() -> Self {
+        use crate::core::{Activation, Positions};
+        Self {
+            model: ImageModelConfig {
+                image: crate::modality::image::ImageShape::mnist(),
+                n_classes: 10,
+                core: TransformerConfig {
+                    d_model: 128,
+                    n_heads: 4,
+                    n_layers: 4,
+                    d_ff: 512,
+                    max_seq_len: 49,
+                    dropout: 0.0,
+                    positions: Positions::Learned,
+                    activation: Activation::SquaredRelu,
+                    bias: false,
+                    rope_theta: 10_000.0,
+                },
+                head_width: 128,
+                head_blocks: 3,
+                noise_draws: 4,
+            },
+            train: TrainConfig {
+                steps: 6000,
+                batch_size: 64,
+                seq_len: 49,
+                lr: 1e-3,
+                min_lr: 1e-5,
+                warmup_steps: 100,
+                weight_decay: 0.01,
+                beta1: 0.9,
+                beta2: 0.99,
+                grad_clip: 1.0,
+                eval_every: 500,
+                eval_windows: 512,
+                checkpoint_every: 500,
+                seed: 1337,
+                label_dropout: 0.1,
+            },
+        }
+    }
+
+    /// Checks the recipe.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.train.validate()
+    }
+}
+
+/// What every pretraining recipe offers the command line: its training settings and a check.
+pub trait Recipe {
+    /// The optimisation settings, to override steps or seed.
+    fn train_mut(&mut self) -> &mut TrainConfig;
+    /// Checks the whole recipe.
+    fn check(&self) -> Result<()>;
+}
+
+impl Recipe for TextRecipe {
+    fn train_mut(&mut self) -> &mut TrainConfig {
+        &mut self.train
+    }
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+}
+
+impl Recipe for ImageRecipe {
+    fn train_mut(&mut self) -> &mut TrainConfig {
+        &mut self.train
+    }
+    fn check(&self) -> Result<()> {
+        self.validate()
     }
 }

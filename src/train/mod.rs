@@ -11,13 +11,15 @@
 mod clip;
 mod config;
 mod eval;
+mod image;
 mod metrics;
 mod schedule;
 mod text;
 
 pub use clip::clip_global_norm;
-pub use config::{TextRecipe, TrainConfig};
+pub use config::{ImageRecipe, Recipe, TextRecipe, TrainConfig};
 pub use eval::{evaluate, evaluate_val_split, Score, TextScore};
+pub use image::{pretrain_image, ImageData};
 pub use metrics::{Metrics, MetricsLog};
 pub use schedule::lr_at;
 pub use text::{pretrain_text, TextData};
@@ -33,6 +35,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::checkpoint::{self, TrainState};
+use crate::rng::lock_device_rng;
 use crate::{Error, Result};
 
 /// One optimizer step's report, for progress bars.
@@ -257,15 +260,6 @@ impl ModuleVisitor for InitNow {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let _ = param.val();
     }
-}
-
-/// burn's device RNG is one per process. Seeding it and drawing from it (initialisation,
-/// dropout, flow noise) happen under this lock, so runs sharing a process stay reproducible.
-pub(crate) fn lock_device_rng() -> std::sync::MutexGuard<'static, ()> {
-    static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    DEVICE_RNG
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// SplitMix64 finaliser: a well-spread seed for step `step` of a run seeded `seed`.

@@ -8,9 +8,10 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 
 use super::{evaluate, MetricsLog, Progress, Session, Start, TextRecipe, TrainConfig, Trainable};
+use crate::card::model_card;
 use crate::checkpoint::{self, Checkpoint, CheckpointConfig, ModelConfig, TrainState};
 use crate::modality::text::{
-    model_card, read_text, split_text, Corpus, Split, TextModel, TextModelConfig, TextTokenizer,
+    read_text, split_text, Corpus, Split, TextModel, TextModelConfig, TextTokenizer,
 };
 use crate::Result;
 

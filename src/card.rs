@@ -1,0 +1,60 @@
+//! The model card written into every checkpoint: what the model is, how far it trained, the
+//! settings that trained it, and how to use it.
+
+use crate::checkpoint::{CheckpointConfig, ModelConfig, TrainState};
+use crate::core::TransformerConfig;
+
+/// A Markdown model card describing the architecture and training progress.
+pub fn model_card(config: &CheckpointConfig, state: &TrainState) -> String {
+    let (title, about, usage) = match &config.model {
+        ModelConfig::Text(m) => (
+            "text",
+            format!("vocabulary {} tokens, categorical head tied to the token embedding", m.vocab_size),
+            "aigc generate text --model <this directory> --prompt \"ROMEO:\"\naigc eval text --model <this directory> --data <corpus>",
+        ),
+        ModelConfig::Image(m) => (
+            "image",
+            format!(
+                "{}x{} images with {} channel(s) in {}x{} patches, {} classes, rectified-flow patch head {} wide x {} blocks",
+                m.image.height, m.image.width, m.image.channels, m.image.patch_size, m.image.patch_size,
+                m.n_classes, m.head_width, m.head_blocks
+            ),
+            "aigc generate image --model <this directory> --label 3 --count 8 --out samples/",
+        ),
+    };
+    let core: &TransformerConfig = match &config.model {
+        ModelConfig::Text(m) => &m.core,
+        ModelConfig::Image(m) => &m.core,
+    };
+    let mut card = format!(
+        "# aigc {title} model\n\n\
+         Decoder-only Transformer core: {} layers, d_model {}, {} heads, d_ff {}, context {}, \
+         positions {:?}, activation {:?}, dropout {}; {about}.\n\n\
+         ## Training progress\n\n\
+         | step | units seen | train time | train loss | val loss |\n\
+         |---|---|---|---|---|\n\
+         | {} | {} | {:.0} s | {} | {} |\n",
+        core.n_layers,
+        core.d_model,
+        core.n_heads,
+        core.d_ff,
+        core.max_seq_len,
+        core.positions,
+        core.activation,
+        core.dropout,
+        state.step,
+        state.tokens_seen,
+        state.train_seconds,
+        fmt_opt(state.train_loss),
+        fmt_opt(state.val_loss),
+    );
+    if let Some(train) = &config.train {
+        let json = serde_json::to_string_pretty(train).unwrap_or_default();
+        card += &format!("\n## Training settings\n\n```json\n{json}\n```\n");
+    }
+    card + &format!("\n## Use\n\n```sh\n{usage}\n```\n")
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.4}"))
+}

@@ -1,0 +1,153 @@
+//! The image front of the training loop: builds or loads an image model, loads the labelled
+//! images, and writes image checkpoints.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use super::{ImageRecipe, MetricsLog, Progress, Session, Start, TrainConfig, Trainable};
+use crate::card::model_card;
+use crate::checkpoint::{self, Checkpoint, CheckpointConfig, ModelConfig, TrainState};
+use crate::modality::image::{ImageDataset, ImageModel, ImageSplit};
+use crate::{Error, Result};
+
+/// Training and held-out images.
+pub struct ImageData {
+    train: ImageDataset,
+    test: ImageDataset,
+}
+
+impl ImageData {
+    /// Loads both splits of the dataset at `path` for images of `recipe`'s geometry.
+    pub fn load(path: &Path, model: &crate::modality::image::ImageModelConfig) -> Result<Self> {
+        let train = ImageDataset::load(path, ImageSplit::Train, model.image)?;
+        let test = ImageDataset::load(path, ImageSplit::Test, model.image)?;
+        if train.classes.len() > model.n_classes {
+            return Err(Error::Data {
+                path: path.to_path_buf(),
+                message: format!(
+                    "has {} classes but the model has {}",
+                    train.classes.len(),
+                    model.n_classes
+                ),
+            });
+        }
+        Ok(Self { train, test })
+    }
+}
+
+/// Patches and labels of `indices` as tensors, labels replaced by `null` where `drop` says so.
+fn batch(
+    data: &ImageDataset,
+    indices: &[usize],
+    null: impl Fn(usize) -> Option<usize>,
+    device: &Device,
+) -> (Tensor<3>, Tensor<1, Int>) {
+    let shape = data.shape;
+    let mut patches = Vec::with_capacity(indices.len() * shape.n_values());
+    let mut labels = Vec::with_capacity(indices.len());
+    for (k, &i) in indices.iter().enumerate() {
+        patches.extend_from_slice(data.patches(i));
+        labels.push(null(k).unwrap_or(data.label(i)) as i64);
+    }
+    let b = indices.len();
+    let patches = Tensor::from_data(
+        TensorData::new(patches, [b, shape.n_patches(), shape.patch_dim()]),
+        device,
+    );
+    let labels = Tensor::from_data(TensorData::new(labels, [b]), device);
+    (patches, labels)
+}
+
+impl Trainable for ImageModel {
+    type Data = ImageData;
+
+    fn train_loss(
+        &self,
+        data: &ImageData,
+        train: &TrainConfig,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let indices: Vec<usize> = (0..train.batch_size)
+            .map(|_| rng.random_range(0..data.train.len()))
+            .collect();
+        let dropped: Vec<bool> = (0..train.batch_size)
+            .map(|_| rng.random::<f64>() < train.label_dropout)
+            .collect();
+        let null = self.null_label();
+        let (patches, labels) = batch(
+            &data.train,
+            &indices,
+            |k| dropped[k].then_some(null),
+            device,
+        );
+        self.loss(patches, labels)
+    }
+
+    fn val_loss(&self, data: &ImageData, train: &TrainConfig) -> Result<f64> {
+        let n = train.eval_windows.min(data.test.len());
+        let device = crate::default_device();
+        let mut total = 0.0;
+        let indices: Vec<usize> = (0..n).collect();
+        for chunk in indices.chunks(train.batch_size) {
+            let (patches, labels) = batch(&data.test, chunk, |_| None, &device);
+            total += self.loss(patches, labels).into_scalar::<f32>() as f64 * chunk.len() as f64;
+        }
+        Ok(total / n.max(1) as f64)
+    }
+
+    fn units_per_step(train: &TrainConfig) -> usize {
+        train.batch_size
+    }
+}
+
+/// Trains a class-conditional image model on the dataset at `data`, writing checkpoints to `out`.
+pub fn pretrain_image(
+    data: &Path,
+    out: &Path,
+    start: Start<'_, ImageRecipe>,
+    on_progress: impl FnMut(&Progress) -> ControlFlow<()>,
+) -> Result<TrainState> {
+    let device = crate::default_device().autodiff();
+    let (mut session, config) = match start {
+        Start::Fresh(recipe) => {
+            recipe.validate()?;
+            let session = Session::fresh(&recipe.train, device, |d| recipe.model.init(d))?;
+            let config = CheckpointConfig {
+                format_version: checkpoint::FORMAT_VERSION,
+                model: ModelConfig::Image(recipe.model.clone()),
+                train: Some(recipe.train.clone()),
+            };
+            (session, config)
+        }
+        Start::Resume => {
+            let (model, config) = checkpoint::load_image(out, &device)?;
+            (
+                Session::resumed(out, model, config.train.clone(), device)?,
+                config,
+            )
+        }
+    };
+    let ModelConfig::Image(model_config) = &config.model else {
+        unreachable!("built or loaded as an image model above")
+    };
+    let images = ImageData::load(data, model_config)?;
+    let save = |s: &Session<ImageModel>, metrics: &MetricsLog| {
+        let card = model_card(&config, &s.state);
+        let ckpt = Checkpoint {
+            config: &config,
+            model: &s.model,
+            tokenizer: None,
+            state: &s.state,
+            optimizer: Some(&s.optim),
+            card: &card,
+        };
+        ckpt.save_with(out, |tmp| metrics.copy_into(tmp))
+    };
+    session.fit(&images, out, save, on_progress)?;
+    Ok(session.state)
+}
