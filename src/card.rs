@@ -21,10 +21,19 @@ pub fn model_card(config: &CheckpointConfig, state: &TrainState) -> String {
             ),
             "aigc generate image --model <this directory> --label 3 --count 8 --out samples/",
         ),
+        ModelConfig::Classifier(m) => (
+            "image classifier",
+            format!(
+                "a 2-layer CNN over {}x{} images, {} classes, {} features",
+                m.image.height, m.image.width, m.n_classes, m.features
+            ),
+            "aigc eval image --classifier <this directory>",
+        ),
     };
     let core: &TransformerConfig = match &config.model {
         ModelConfig::Text(m) => &m.core,
         ModelConfig::Image(m) => &m.core,
+        ModelConfig::Classifier(_) => return classifier_card(about, config, state),
     };
     let mut card = format!(
         "# aigc {title} model\n\n\
@@ -53,6 +62,22 @@ pub fn model_card(config: &CheckpointConfig, state: &TrainState) -> String {
         card += &format!("\n## Training settings\n\n```json\n{json}\n```\n");
     }
     card + &format!("\n## Use\n\n```sh\n{usage}\n```\n")
+}
+
+fn classifier_card(about: String, config: &CheckpointConfig, state: &TrainState) -> String {
+    format!(
+        "# aigc image classifier\n\nA judge for generated images: {about}.\n\n\
+         Trained {} steps in {:.0} s; validation cross-entropy {}.\n\n\
+         Training settings:\n\n```json\n{}\n```\n",
+        state.step,
+        state.train_seconds,
+        fmt_opt(state.val_loss),
+        config
+            .train
+            .as_ref()
+            .map_or(String::new(), |t| serde_json::to_string_pretty(t)
+                .unwrap_or_default())
+    )
 }
 
 fn fmt_opt(v: Option<f64>) -> String {

@@ -23,7 +23,7 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::modality::image::{ImageModel, ImageModelConfig};
+use crate::modality::image::{ClassifierConfig, ImageClassifier, ImageModel, ImageModelConfig};
 use crate::modality::text::{TextModel, TextModelConfig, TextTokenizer};
 use crate::modality::Modality;
 use crate::train::TrainConfig;
@@ -53,6 +53,8 @@ pub enum ModelConfig {
     Text(TextModelConfig),
     /// A class-conditional image model.
     Image(ImageModelConfig),
+    /// An image classifier (the judge of generated images).
+    Classifier(ClassifierConfig),
 }
 
 impl ModelConfig {
@@ -60,7 +62,7 @@ impl ModelConfig {
     pub fn modality(&self) -> Modality {
         match self {
             ModelConfig::Text(_) => Modality::Text,
-            ModelConfig::Image(_) => Modality::Image,
+            ModelConfig::Image(_) | ModelConfig::Classifier(_) => Modality::Image,
         }
     }
 }
@@ -178,6 +180,7 @@ pub fn load_config(dir: &Path) -> Result<CheckpointConfig> {
     match &config.model {
         ModelConfig::Text(text) => text.validate()?,
         ModelConfig::Image(image) => image.validate()?,
+        ModelConfig::Classifier(classifier) => classifier.validate()?,
     }
     Ok(config)
 }
@@ -214,6 +217,20 @@ pub fn load_image(dir: &Path, device: &Device) -> Result<(ImageModel, Checkpoint
         return Err(wrong_modality(dir, &config, Modality::Image));
     };
     let mut model = image.init(device)?;
+    load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
+    Ok((model, config))
+}
+
+/// Loads an image classifier from `dir`.
+pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ImageClassifier, CheckpointConfig)> {
+    let config = load_config(dir)?;
+    let ModelConfig::Classifier(classifier) = &config.model else {
+        return Err(checkpoint_err(
+            dir,
+            "is not an image classifier checkpoint".into(),
+        ));
+    };
+    let mut model = classifier.init(device)?;
     load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
     Ok((model, config))
 }

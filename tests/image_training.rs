@@ -156,6 +156,31 @@ fn cli_trains_and_writes_pngs_and_a_grid() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("outside the model's 3 classes"));
+    let judge = dir.path().join("judge");
+    let o = aigc(&[
+        "eval",
+        "image",
+        "--model",
+        run.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--classifier",
+        judge.to_str().unwrap(),
+        "--per-class",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let last = stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("accuracy=") && last.contains(" frechet="),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("real test images:  count=3 accuracy=1.0000"),
+        "the judge knows the real patterns: {stdout}"
+    );
+    assert!(judge.join("model.safetensors").is_file());
     let o = aigc(&["generate", "text", "--model", run.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a text model"));
 }

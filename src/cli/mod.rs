@@ -13,6 +13,10 @@ use clap::{Parser, Subcommand};
 const SHIPPED_TEXT_MODEL: &str = "models/text-shakespeare";
 /// The shipped image model.
 const SHIPPED_IMAGE_MODEL: &str = "models/image-mnist";
+/// The shipped image dataset.
+const SHIPPED_IMAGE_DATA: &str = "datasets/mnist";
+/// The judge of generated digits, trained once by `aigc eval image`.
+const SHIPPED_IMAGE_JUDGE: &str = "models/mnist-classifier";
 /// The shipped text corpus.
 const SHIPPED_TEXT_DATA: &str = "datasets/tinyshakespeare/input.txt";
 

@@ -2,6 +2,7 @@
 //! its codec, adapter, decoder and data loading.
 
 pub mod flow;
+pub mod frechet;
 pub mod image;
 pub mod text;
 

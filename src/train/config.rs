@@ -274,3 +274,34 @@ impl Recipe for ImageRecipe {
         self.validate()
     }
 }
+
+/// The recipe of the classifier that judges generated images of `image` with `n_classes`
+/// classes: 1,500 steps of 64 images (1.6 epochs of MNIST).
+pub fn classifier_recipe(
+    image: crate::modality::image::ImageShape,
+    n_classes: usize,
+) -> (crate::modality::image::ClassifierConfig, TrainConfig) {
+    let model = crate::modality::image::ClassifierConfig {
+        image,
+        n_classes,
+        features: 128,
+    };
+    let train = TrainConfig {
+        steps: 1500,
+        batch_size: 64,
+        seq_len: 1,
+        lr: 1e-3,
+        min_lr: 1e-5,
+        warmup_steps: 50,
+        weight_decay: 0.0,
+        beta1: 0.9,
+        beta2: 0.999,
+        grad_clip: 1.0,
+        eval_every: 500,
+        eval_windows: 2000,
+        checkpoint_every: 500,
+        seed: 7,
+        label_dropout: 0.0,
+    };
+    (model, train)
+}

@@ -11,27 +11,27 @@ use rand::Rng;
 use super::{ImageRecipe, MetricsLog, Progress, Session, Start, TrainConfig, Trainable};
 use crate::card::model_card;
 use crate::checkpoint::{self, Checkpoint, CheckpointConfig, ModelConfig, TrainState};
-use crate::modality::image::{ImageDataset, ImageModel, ImageSplit};
+use crate::modality::image::{ImageDataset, ImageModel, ImageShape, ImageSplit};
 use crate::{Error, Result};
 
 /// Training and held-out images.
 pub struct ImageData {
-    train: ImageDataset,
-    test: ImageDataset,
+    pub(crate) train: ImageDataset,
+    pub(crate) test: ImageDataset,
 }
 
 impl ImageData {
-    /// Loads both splits of the dataset at `path` for images of `recipe`'s geometry.
-    pub fn load(path: &Path, model: &crate::modality::image::ImageModelConfig) -> Result<Self> {
-        let train = ImageDataset::load(path, ImageSplit::Train, model.image)?;
-        let test = ImageDataset::load(path, ImageSplit::Test, model.image)?;
-        if train.classes.len() > model.n_classes {
+    /// Loads both splits of the dataset at `path` for images of `shape`, checking that a model
+    /// with `n_classes` classes covers its labels.
+    pub fn load_splits(path: &Path, shape: ImageShape, n_classes: usize) -> Result<Self> {
+        let train = ImageDataset::load(path, ImageSplit::Train, shape)?;
+        let test = ImageDataset::load(path, ImageSplit::Test, shape)?;
+        if train.classes.len() > n_classes {
             return Err(Error::Data {
                 path: path.to_path_buf(),
                 message: format!(
-                    "has {} classes but the model has {}",
-                    train.classes.len(),
-                    model.n_classes
+                    "has {} classes but the model has {n_classes}",
+                    train.classes.len()
                 ),
             });
         }
@@ -39,7 +39,7 @@ impl ImageData {
     }
 }
 
-/// Patches and labels of `indices` as tensors, labels replaced by `null` where `drop` says so.
+/// Patches and labels of `indices` as tensors; `null(k)` may replace the k-th label.
 fn batch(
     data: &ImageDataset,
     indices: &[usize],
@@ -135,7 +135,7 @@ pub fn pretrain_image(
     let ModelConfig::Image(model_config) = &config.model else {
         unreachable!("built or loaded as an image model above")
     };
-    let images = ImageData::load(data, model_config)?;
+    let images = ImageData::load_splits(data, model_config.image, model_config.n_classes)?;
     let save = |s: &Session<ImageModel>, metrics: &MetricsLog| {
         let card = model_card(&config, &s.state);
         let ckpt = Checkpoint {
