@@ -13,11 +13,19 @@
 //! Writes go to a temporary sibling directory which is swapped into place, so a crash never
 //! leaves a half-written checkpoint under the real name.
 
+mod atomic;
+mod param_ids;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
+pub use param_ids::restore_param_ids;
+
+use atomic::{replace_dir, sibling, sync_dir_files};
+use param_ids::param_ids;
+
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
@@ -250,16 +258,6 @@ pub fn load_train_state(dir: &Path) -> Result<TrainState> {
     read_json(&dir.join(TRAIN_STATE_FILE))
 }
 
-/// Gives `model`'s parameters the ids recorded in `state`, so that optimizer state saved
-/// with those ids applies to them.
-pub fn restore_param_ids<M: Module>(model: M, state: &TrainState) -> M {
-    let mut mapper = IdRestorer {
-        path: Vec::new(),
-        ids: &state.param_ids,
-    };
-    model.map(&mut mapper)
-}
-
 fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
     if !path.is_file() {
         return Err(checkpoint_err(path, "weights file not found".into()));
@@ -280,121 +278,11 @@ fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn param_ids<M: Module>(model: &M) -> BTreeMap<String, u64> {
-    let mut collector = IdCollector::default();
-    model.visit(&mut collector);
-    collector.ids
-}
-
-#[derive(Default)]
-struct IdCollector {
-    path: Vec<String>,
-    ids: BTreeMap<String, u64>,
-}
-
-impl ModuleVisitor for IdCollector {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.ids.insert(self.path.join("."), param.id.val());
-    }
-}
-
-struct IdRestorer<'a> {
-    path: Vec<String>,
-    ids: &'a BTreeMap<String, u64>,
-}
-
-impl ModuleMapper for IdRestorer<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if let Some(&id) = self.ids.get(&self.path.join(".")) {
-            param.id = ParamId::from(id);
-        }
-        param
-    }
-}
-
 fn checkpoint_err(path: &Path, message: String) -> Error {
     Error::Checkpoint {
         path: path.to_path_buf(),
         message,
     }
-}
-
-/// `dir` with `.suffix` appended to its file name.
-fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let mut name = dir.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{suffix}"));
-    dir.with_file_name(name)
-}
-
-/// Moves the finished `tmp` directory to `dir`. On Linux an existing `dir` is swapped with
-/// `tmp` in one atomic `renameat2(RENAME_EXCHANGE)`, so some complete checkpoint is under the
-/// name at every instant; elsewhere the old one is moved aside first.
-fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return fs::rename(tmp, dir).map_err(|e| Error::io("renaming into place", dir, e));
-    }
-    if exchange(tmp, dir).is_ok() {
-        return fs::remove_dir_all(tmp)
-            .map_err(|e| Error::io("removing the old checkpoint", tmp, e));
-    }
-    let old = sibling(dir, "old");
-    if old.exists() {
-        fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))?;
-    }
-    fs::rename(dir, &old).map_err(|e| Error::io("moving aside", dir, e))?;
-    fs::rename(tmp, dir).map_err(|e| Error::io("renaming into place", dir, e))?;
-    fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))
-}
-
-/// Atomically swaps two paths (Linux `renameat2` with `RENAME_EXCHANGE`).
-#[cfg(target_os = "linux")]
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c =
-        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let (a, b) = (c(a)?, c(b)?);
-    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
-    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
-}
-
-fn sync_dir_files(dir: &Path) -> Result<()> {
-    for entry in fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
-        let path = entry.map_err(|e| Error::io("listing", dir, e))?.path();
-        let file = fs::File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
-        file.sync_all()
-            .map_err(|e| Error::io("syncing", &path, e))?;
-    }
-    Ok(())
 }
 
 /// Writes `value` as pretty JSON.
