@@ -52,3 +52,10 @@ fn the_shipped_recipe_file_is_the_shakespeare_preset() {
     let recipe: TextRecipe = aigc::checkpoint::read_json(&path).unwrap();
     assert_eq!(recipe, TextRecipe::shakespeare());
 }
+
+#[test]
+fn the_image_recipe_file_is_the_mnist_preset() {
+    let path = common::root().join("configs/image-mnist.json");
+    let recipe: aigc::train::ImageRecipe = aigc::checkpoint::read_json(&path).unwrap();
+    assert_eq!(recipe, aigc::train::ImageRecipe::mnist());
+}
