@@ -7,9 +7,8 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use super::{ImageData, MetricsLog, Progress, Session, Start, TrainConfig, Trainable};
-use crate::card::model_card;
-use crate::checkpoint::{self, Checkpoint, CheckpointConfig, ModelConfig, TrainState};
+use super::{run_config, ImageData, MetricsLog, Progress, Session, Start, TrainConfig, Trainable};
+use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::image::{image_batch, ClassifierConfig, ImageClassifier, ImageDataset};
 use crate::Result;
 
@@ -72,11 +71,7 @@ pub fn pretrain_classifier(
             model.validate()?;
             train.validate()?;
             let session = Session::fresh(train, device, |d| model.init(d))?;
-            let config = CheckpointConfig {
-                format_version: checkpoint::FORMAT_VERSION,
-                model: ModelConfig::Classifier(model.clone()),
-                train: Some(train.clone()),
-            };
+            let config = run_config(ModelConfig::Classifier(model.clone()), train);
             (session, config)
         }
         Start::Resume => {
@@ -91,18 +86,8 @@ pub fn pretrain_classifier(
         unreachable!("built or loaded as a classifier above")
     };
     let images = ImageData::load_splits(data, model_config.image, model_config.n_classes)?;
-    let save = |s: &Session<ImageClassifier>, metrics: &MetricsLog| {
-        let card = model_card(&config, &s.state);
-        let ckpt = Checkpoint {
-            config: &config,
-            model: &s.model,
-            tokenizer: None,
-            state: &s.state,
-            optimizer: Some(&s.optim),
-            card: &card,
-        };
-        ckpt.save_with(out, |tmp| metrics.copy_into(tmp))
-    };
+    let save =
+        |s: &Session<ImageClassifier>, metrics: &MetricsLog| s.save(out, &config, None, metrics);
     session.fit(&images, out, save, on_progress)?;
     Ok(session.state)
 }

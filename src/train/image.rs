@@ -8,9 +8,10 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use super::{ImageRecipe, MetricsLog, Progress, Session, Start, TrainConfig, Trainable};
-use crate::card::model_card;
-use crate::checkpoint::{self, Checkpoint, CheckpointConfig, ModelConfig, TrainState};
+use super::{
+    run_config, ImageRecipe, MetricsLog, Progress, Session, Start, TrainConfig, Trainable,
+};
+use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::image::{ImageDataset, ImageModel, ImageShape, ImageSplit};
 use crate::{Error, Result};
 
@@ -117,11 +118,7 @@ pub fn pretrain_image(
         Start::Fresh(recipe) => {
             recipe.validate()?;
             let session = Session::fresh(&recipe.train, device, |d| recipe.model.init(d))?;
-            let config = CheckpointConfig {
-                format_version: checkpoint::FORMAT_VERSION,
-                model: ModelConfig::Image(recipe.model.clone()),
-                train: Some(recipe.train.clone()),
-            };
+            let config = run_config(ModelConfig::Image(recipe.model.clone()), &recipe.train);
             (session, config)
         }
         Start::Resume => {
@@ -136,18 +133,7 @@ pub fn pretrain_image(
         unreachable!("built or loaded as an image model above")
     };
     let images = ImageData::load_splits(data, model_config.image, model_config.n_classes)?;
-    let save = |s: &Session<ImageModel>, metrics: &MetricsLog| {
-        let card = model_card(&config, &s.state);
-        let ckpt = Checkpoint {
-            config: &config,
-            model: &s.model,
-            tokenizer: None,
-            state: &s.state,
-            optimizer: Some(&s.optim),
-            card: &card,
-        };
-        ckpt.save_with(out, |tmp| metrics.copy_into(tmp))
-    };
+    let save = |s: &Session<ImageModel>, metrics: &MetricsLog| s.save(out, &config, None, metrics);
     session.fit(&images, out, save, on_progress)?;
     Ok(session.state)
 }

@@ -36,7 +36,9 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::checkpoint::{self, TrainState};
+use crate::card::model_card;
+use crate::checkpoint::{self, Checkpoint, CheckpointConfig, ModelConfig, TrainState};
+use crate::modality::text::TextTokenizer;
 use crate::rng::lock_device_rng;
 use crate::{Error, Result};
 
@@ -148,6 +150,26 @@ impl<M: Trainable> Session<M> {
         })
     }
 
+    /// Writes this run as a resumable checkpoint in `out`, with the metrics log so far.
+    pub fn save(
+        &self,
+        out: &Path,
+        config: &CheckpointConfig,
+        tokenizer: Option<&TextTokenizer>,
+        metrics: &MetricsLog,
+    ) -> Result<()> {
+        let card = model_card(config, &self.state);
+        let ckpt = Checkpoint {
+            config,
+            model: &self.model,
+            tokenizer,
+            state: &self.state,
+            optimizer: Some(&self.optim),
+            card: &card,
+        };
+        ckpt.save_with(out, |tmp| metrics.copy_into(tmp))
+    }
+
     fn lr(&self, step: usize) -> f64 {
         let t = &self.train;
         lr_at(step, t.steps, t.lr, t.min_lr, t.warmup_steps)
@@ -236,6 +258,15 @@ impl<M: Trainable> Session<M> {
             }
         }
         Ok(())
+    }
+}
+
+/// The `config.json` of a new run of `model` trained with `train`.
+pub(crate) fn run_config(model: ModelConfig, train: &TrainConfig) -> CheckpointConfig {
+    CheckpointConfig {
+        format_version: checkpoint::FORMAT_VERSION,
+        model,
+        train: Some(train.clone()),
     }
 }
 

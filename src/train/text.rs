@@ -7,9 +7,10 @@ use std::path::Path;
 use burn::prelude::*;
 use rand::rngs::StdRng;
 
-use super::{evaluate, MetricsLog, Progress, Session, Start, TextRecipe, TrainConfig, Trainable};
-use crate::card::model_card;
-use crate::checkpoint::{self, Checkpoint, CheckpointConfig, ModelConfig, TrainState};
+use super::{
+    evaluate, run_config, MetricsLog, Progress, Session, Start, TextRecipe, TrainConfig, Trainable,
+};
+use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::text::{
     read_text, split_text, Corpus, Split, TextModel, TextModelConfig, TextTokenizer,
 };
@@ -77,11 +78,7 @@ pub fn pretrain_text(
                 core: recipe.core.clone(),
             };
             let session = Session::fresh(&recipe.train, device, |d| model.init(d))?;
-            let config = CheckpointConfig {
-                format_version: checkpoint::FORMAT_VERSION,
-                model: ModelConfig::Text(model),
-                train: Some(recipe.train.clone()),
-            };
+            let config = run_config(ModelConfig::Text(model), &recipe.train);
             (session, tokenizer, config)
         }
         Start::Resume => {
@@ -95,16 +92,7 @@ pub fn pretrain_text(
     };
     let corpus = Corpus::new(&text, &tokenizer, session.train.seq_len, data)?;
     let save = |s: &Session<TextModel>, metrics: &MetricsLog| {
-        let card = model_card(&config, &s.state);
-        let ckpt = Checkpoint {
-            config: &config,
-            model: &s.model,
-            tokenizer: Some(&tokenizer),
-            state: &s.state,
-            optimizer: Some(&s.optim),
-            card: &card,
-        };
-        ckpt.save_with(out, |tmp| metrics.copy_into(tmp))
+        s.save(out, &config, Some(&tokenizer), metrics)
     };
     session.fit(&TextData { corpus }, out, save, on_progress)?;
     Ok(session.state)
