@@ -21,6 +21,16 @@ pub fn model_card(config: &CheckpointConfig, state: &TrainState) -> String {
             ),
             "aigc generate image --model <this directory> --label 3 --count 8 --out samples/",
         ),
+        ModelConfig::Audio(m) => (
+            "audio",
+            format!(
+                "{} Hz clips of up to {} units of {} STFT frames (n_fft {}, hop {}), {} classes, \
+                 rectified-flow frame head {} wide x {} blocks, Griffin-Lim {} iterations",
+                m.format.sample_rate, m.format.max_units, m.format.frames_per_unit, m.format.n_fft,
+                m.format.hop_len, m.n_classes, m.head_width, m.head_blocks, m.format.griffin_lim_iters
+            ),
+            "aigc generate audio --model <this directory> --label 3 --count 4 --out samples/",
+        ),
         ModelConfig::Classifier(m) => (
             "image classifier",
             format!(
@@ -33,6 +43,7 @@ pub fn model_card(config: &CheckpointConfig, state: &TrainState) -> String {
     let core: &TransformerConfig = match &config.model {
         ModelConfig::Text(m) => &m.core,
         ModelConfig::Image(m) => &m.core,
+        ModelConfig::Audio(m) => &m.core,
         ModelConfig::Classifier(_) => return classifier_card(about, config, state),
     };
     let mut card = format!(

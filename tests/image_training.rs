@@ -7,7 +7,8 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use aigc::checkpoint;
-use aigc::modality::image::{generate_images, write_png, ImageGenerateOptions, ImageShape};
+use aigc::modality::continuous::FlowGenerateOptions;
+use aigc::modality::image::{generate_images, write_png, ImageShape};
 use aigc::train::{pretrain_image, ImageRecipe, Start};
 
 const SHAPE: ImageShape = ImageShape {
@@ -76,9 +77,9 @@ fn a_tiny_model_learns_to_draw_each_class() {
 
     let (model, _) = checkpoint::load_image(&run, &aigc::default_device()).unwrap();
     let labels: Vec<Option<usize>> = (0..6).map(|i| Some(i % 3)).collect();
-    let options = ImageGenerateOptions {
+    let options = FlowGenerateOptions {
         seed: 5,
-        ..Default::default()
+        ..FlowGenerateOptions::image()
     };
     let images = generate_images(&model, &SHAPE, &labels, &options).unwrap();
     for (img, label) in images.iter().zip(&labels) {

@@ -59,3 +59,10 @@ fn the_image_recipe_file_is_the_mnist_preset() {
     let recipe: aigc::train::ImageRecipe = aigc::checkpoint::read_json(&path).unwrap();
     assert_eq!(recipe, aigc::train::ImageRecipe::mnist());
 }
+
+#[test]
+fn the_audio_recipe_file_is_the_fsdd_preset() {
+    let path = common::root().join("configs/audio-fsdd.json");
+    let recipe: aigc::train::AudioRecipe = aigc::checkpoint::read_json(&path).unwrap();
+    assert_eq!(recipe, aigc::train::AudioRecipe::fsdd());
+}

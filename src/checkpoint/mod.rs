@@ -31,6 +31,7 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::modality::audio::{AudioModel, AudioModelConfig};
 use crate::modality::image::{ClassifierConfig, ImageClassifier, ImageModel, ImageModelConfig};
 use crate::modality::text::{TextModel, TextModelConfig, TextTokenizer};
 use crate::modality::Modality;
@@ -61,7 +62,9 @@ pub enum ModelConfig {
     Text(TextModelConfig),
     /// A class-conditional image model.
     Image(ImageModelConfig),
-    /// An image classifier (the judge of generated images).
+    /// A class-conditional audio model.
+    Audio(AudioModelConfig),
+    /// A CNN classifier of images or spectrograms (the judge of generated samples).
     Classifier(ClassifierConfig),
 }
 
@@ -71,6 +74,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Text(_) => Modality::Text,
             ModelConfig::Image(_) | ModelConfig::Classifier(_) => Modality::Image,
+            ModelConfig::Audio(_) => Modality::Audio,
         }
     }
 }
@@ -188,6 +192,10 @@ pub fn load_config(dir: &Path) -> Result<CheckpointConfig> {
     match &config.model {
         ModelConfig::Text(text) => text.validate()?,
         ModelConfig::Image(image) => image.validate()?,
+        ModelConfig::Audio(audio) => {
+            audio.validate()?;
+            audio.stats()?;
+        }
         ModelConfig::Classifier(classifier) => classifier.validate()?,
     }
     Ok(config)
@@ -225,6 +233,17 @@ pub fn load_image(dir: &Path, device: &Device) -> Result<(ImageModel, Checkpoint
         return Err(wrong_modality(dir, &config, Modality::Image));
     };
     let mut model = image.init(device)?;
+    load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
+    Ok((model, config))
+}
+
+/// Loads an audio model from `dir`.
+pub fn load_audio(dir: &Path, device: &Device) -> Result<(AudioModel, CheckpointConfig)> {
+    let config = load_config(dir)?;
+    let ModelConfig::Audio(audio) = &config.model else {
+        return Err(wrong_modality(dir, &config, Modality::Audio));
+    };
+    let mut model = audio.init(device)?;
     load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
     Ok((model, config))
 }

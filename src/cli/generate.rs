@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use aigc::checkpoint;
-use aigc::modality::image::{generate_images, grid, write_png, ImageGenerateOptions};
+use aigc::modality::continuous::FlowGenerateOptions;
+use aigc::modality::image::{generate_images, grid, write_png};
 use aigc::modality::text::{generate, GenerateOptions};
 use aigc::sample::SamplingConfig;
 
@@ -158,11 +159,11 @@ fn image(args: ImageArgs) -> anyhow::Result<()> {
             vec![Some(label); args.count]
         }
     };
-    let options = ImageGenerateOptions {
+    let options = FlowGenerateOptions {
         guidance: args.guidance,
         steps: args.steps,
         seed: args.seed,
-        ..Default::default()
+        ..FlowGenerateOptions::image()
     };
     let started = Instant::now();
     let images = generate_images(&model, &model_config.image, &labels, &options)?;

@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 
 use aigc::checkpoint::{read_json, TrainState};
 use aigc::train::{
-    pretrain_image, pretrain_text, ImageRecipe, Progress, Recipe, Start, TextRecipe,
+    pretrain_audio, pretrain_image, pretrain_text, AudioRecipe, ImageRecipe, Progress, Recipe,
+    Start, TextRecipe,
 };
 
 #[derive(Subcommand, Debug)]
@@ -28,6 +29,15 @@ pub enum PretrainCommand {
         /// A built-in recipe.
         #[arg(long, value_enum, default_value_t = ImagePreset::Mnist)]
         preset: ImagePreset,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Train a class-conditional audio model on a folder of WAV files labelled by file name
+    /// (`<label>_<anything>.wav`, as in FSDD) or by class sub-folder.
+    Audio {
+        /// A built-in recipe.
+        #[arg(long, value_enum, default_value_t = AudioPreset::Fsdd)]
+        preset: AudioPreset,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -49,11 +59,19 @@ pub enum ImagePreset {
     Mnist,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AudioPreset {
+    /// A few seconds on a toy model (for trying the pipeline).
+    Tiny,
+    /// The shipped spoken-digit model.
+    Fsdd,
+}
+
 /// Arguments every modality's pretraining shares.
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Training data (text: a UTF-8 file or folder of .txt files; image: a folder of MNIST
-    /// IDX files or of class sub-folders).
+    /// IDX files or of class sub-folders; audio: a folder of labelled WAV files).
     #[arg(long)]
     data: PathBuf,
     /// Run directory: checkpoints, metrics.jsonl and the model card go here.
@@ -88,6 +106,13 @@ pub fn run(cmd: PretrainCommand) -> anyhow::Result<()> {
                 ImagePreset::Mnist => ImageRecipe::mnist(),
             };
             train(&run, preset, |d, o, s, p| pretrain_image(d, o, s, p))
+        }
+        PretrainCommand::Audio { preset, run } => {
+            let preset = || match preset {
+                AudioPreset::Tiny => AudioRecipe::tiny(),
+                AudioPreset::Fsdd => AudioRecipe::fsdd(),
+            };
+            train(&run, preset, |d, o, s, p| pretrain_audio(d, o, s, p))
         }
     }
 }

@@ -8,11 +8,12 @@ use clap::{Args, Subcommand};
 use aigc::checkpoint::{self, ModelConfig};
 use std::ops::ControlFlow;
 
+use aigc::modality::continuous::FlowGenerateOptions;
 use aigc::modality::image::{
     generate_images, real_images_per_class, reference_features, score_images, ImageDataset,
-    ImageGenerateOptions, ImageSplit,
 };
 use aigc::modality::text::read_text;
+use aigc::modality::Split;
 use aigc::train::evaluate_val_split;
 use aigc::train::{classifier_recipe, pretrain_classifier, Start};
 use burn::module::Module;
@@ -106,7 +107,7 @@ fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
         })?;
     }
     let (judge, _) = checkpoint::load_classifier(&judge_dir, &device)?;
-    let test = ImageDataset::load(&data, ImageSplit::Test, image.image)?;
+    let test = ImageDataset::load(&data, Split::Test, image.image)?;
     let reference = reference_features(&judge, &test)?;
     let (real, real_labels) = real_images_per_class(&test, args.per_class);
     let real_score = score_images(&judge, &real, &real_labels, &image.image, &reference)?;
@@ -114,11 +115,11 @@ fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
     let labels: Vec<usize> = (0..image.n_classes)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
-    let options = ImageGenerateOptions {
+    let options = FlowGenerateOptions {
         guidance: args.guidance,
         steps: args.steps,
         seed: args.seed,
-        ..Default::default()
+        ..FlowGenerateOptions::image()
     };
     let started = std::time::Instant::now();
     let wanted: Vec<Option<usize>> = labels.iter().map(|&l| Some(l)).collect();
@@ -187,6 +188,7 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
     let parameters = match &config.model {
         ModelConfig::Text(_) => checkpoint::load_text(&dir, &device)?.0.num_params(),
         ModelConfig::Image(_) => checkpoint::load_image(&dir, &device)?.0.num_params(),
+        ModelConfig::Audio(_) => checkpoint::load_audio(&dir, &device)?.0.num_params(),
         ModelConfig::Classifier(_) => checkpoint::load_classifier(&dir, &device)?.0.num_params(),
     };
     println!("checkpoint: {}", dir.display());

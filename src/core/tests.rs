@@ -50,6 +50,19 @@ fn outputs_do_not_depend_on_the_future() {
     }
 }
 
+/// Padding after a sequence (any length, any magnitude) leaves the sequence's outputs alone.
+#[test]
+fn huge_padding_does_not_leak_into_earlier_positions() {
+    for config in configs() {
+        let core = config.init(&device());
+        let x = random_input(2, 5, 32);
+        let padded = Tensor::cat(vec![x.clone(), random_input(2, 6, 32) * 1000.0], 1);
+        let (a, b) = (core.forward(x), core.forward(padded).narrow(1, 0, 5));
+        let diff = max_abs_diff(a, b);
+        assert!(diff < 1e-4, "{diff}");
+    }
+}
+
 #[test]
 fn cached_decoding_equals_the_full_forward() {
     for config in configs() {

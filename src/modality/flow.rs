@@ -16,6 +16,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// How training draws flow times `t` in `[0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowTime {
+    /// Uniform on `[0, 1]`.
+    #[default]
+    Uniform,
+    /// `sigmoid(N(0, 1))`: more draws at middle times, where the velocity is hardest to
+    /// learn (Esser et al. 2024, "Scaling Rectified Flow Transformers").
+    LogitNormal,
+}
+
 /// Shape of a [`FlowHead`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowHeadConfig {
@@ -126,16 +138,22 @@ impl FlowHead {
     ///
     /// # Shapes
     /// - `x0`: `[N, unit_dim]` clean units, `z`: `[N, cond_dim]`; returns `[1]`.
-    pub fn loss(&self, x0: Tensor<2>, z: Tensor<2>, draws: usize) -> Tensor<1> {
+    pub fn loss(&self, x0: Tensor<2>, z: Tensor<2>, draws: usize, time: FlowTime) -> Tensor<1> {
         let [n, _] = x0.dims();
         let x0 = x0.repeat_dim(0, draws); // (N*K, unit_dim)
         let z = z.repeat_dim(0, draws);
         let eps = x0.random_like(Distribution::Normal(0.0, 1.0));
-        let t = Tensor::<2>::random(
-            [n * draws, 1],
-            Distribution::Uniform(0.0, 1.0),
-            &x0.device(),
-        );
+        let device = x0.device();
+        let t = match time {
+            FlowTime::Uniform => {
+                Tensor::<2>::random([n * draws, 1], Distribution::Uniform(0.0, 1.0), &device)
+            }
+            FlowTime::LogitNormal => burn::tensor::activation::sigmoid(Tensor::<2>::random(
+                [n * draws, 1],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            )),
+        };
         let x_t = x0.clone() * (t.clone().neg() + 1.0) + eps.clone() * t.clone();
         let v = self.forward(x_t, t, z);
         (v - (eps - x0)).square().mean()
@@ -255,7 +273,7 @@ mod tests {
                 x0.extend(mode.iter().map(|v| v * sign));
             }
             let x0 = Tensor::<2>::from_data(TensorData::new(x0, [32, 4]), &device);
-            let loss = head.loss(x0, z_of(0, 32, &device), 4);
+            let loss = head.loss(x0, z_of(0, 32, &device), 4, FlowTime::Uniform);
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = optim.step(3e-3, head, grads);
         }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::TransformerConfig;
+use crate::modality::audio::{AudioFormat, AudioModelConfig};
 use crate::modality::image::ImageModelConfig;
 use crate::modality::text::TokenizerKind;
 use crate::{Error, Result};
@@ -249,6 +250,81 @@ impl ImageRecipe {
     }
 }
 
+/// Everything `aigc pretrain audio` needs besides the data (the codec statistics come from
+/// the data when the run starts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioRecipe {
+    /// The model (format, classes, core, flow head).
+    pub model: AudioModelConfig,
+    /// Optimisation settings (`seq_len` is unused; `label_dropout` matters).
+    pub train: TrainConfig,
+}
+
+impl AudioRecipe {
+    /// A tiny model trained for a few steps, for tests.
+    pub fn tiny() -> Self {
+        let mut train = TrainConfig::tiny();
+        train.label_dropout = 0.1;
+        Self {
+            model: AudioModelConfig::tiny(),
+            train,
+        }
+    }
+
+    /// The shipped `models/audio-fsdd` recipe (DESIGN.md section 2): spoken digits at 8 kHz as
+    /// log-magnitude STFT frames, 2 frames a unit, up to 1 s; a 4-layer 192-wide core and a
+    /// 4-block flow head 256 wide trained with logit-normal flow times and noisy inputs.
+    pub fn fsdd() -> Self {
+        use crate::core::{Activation, Positions};
+        Self {
+            model: AudioModelConfig {
+                format: AudioFormat::fsdd(),
+                stats: None,
+                n_classes: 10,
+                core: TransformerConfig {
+                    d_model: 192,
+                    n_heads: 4,
+                    n_layers: 4,
+                    d_ff: 768,
+                    max_seq_len: 64,
+                    dropout: 0.0,
+                    positions: Positions::Learned,
+                    activation: Activation::SquaredRelu,
+                    bias: false,
+                    rope_theta: 10_000.0,
+                },
+                head_width: 256,
+                head_blocks: 4,
+                noise_draws: 4,
+                input_noise: 0.1,
+            },
+            train: TrainConfig {
+                steps: 8000,
+                batch_size: 32,
+                seq_len: 64,
+                lr: 1e-3,
+                min_lr: 1e-5,
+                warmup_steps: 100,
+                weight_decay: 0.01,
+                beta1: 0.9,
+                beta2: 0.99,
+                grad_clip: 1.0,
+                eval_every: 500,
+                eval_windows: 300,
+                checkpoint_every: 250,
+                seed: 1337,
+                label_dropout: 0.1,
+            },
+        }
+    }
+
+    /// Checks the recipe.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.train.validate()
+    }
+}
+
 /// What every pretraining recipe offers the command line: its training settings and a check.
 pub trait Recipe {
     /// The optimisation settings, to override steps or seed.
@@ -267,6 +343,15 @@ impl Recipe for TextRecipe {
 }
 
 impl Recipe for ImageRecipe {
+    fn train_mut(&mut self) -> &mut TrainConfig {
+        &mut self.train
+    }
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+}
+
+impl Recipe for AudioRecipe {
     fn train_mut(&mut self) -> &mut TrainConfig {
         &mut self.train
     }

@@ -12,7 +12,8 @@ use super::{
     run_config, ImageRecipe, MetricsLog, Progress, Session, Start, TrainConfig, Trainable,
 };
 use crate::checkpoint::{self, ModelConfig, TrainState};
-use crate::modality::image::{ImageDataset, ImageModel, ImageShape, ImageSplit};
+use crate::modality::image::{ImageDataset, ImageModel, ImageShape};
+use crate::modality::Split;
 use crate::{Error, Result};
 
 /// Training and held-out images.
@@ -25,8 +26,8 @@ impl ImageData {
     /// Loads both splits of the dataset at `path` for images of `shape`, checking that a model
     /// with `n_classes` classes covers its labels.
     pub fn load_splits(path: &Path, shape: ImageShape, n_classes: usize) -> Result<Self> {
-        let train = ImageDataset::load(path, ImageSplit::Train, shape)?;
-        let test = ImageDataset::load(path, ImageSplit::Test, shape)?;
+        let train = ImageDataset::load(path, Split::Train, shape)?;
+        let test = ImageDataset::load(path, Split::Test, shape)?;
         if train.classes.len() > n_classes {
             return Err(Error::Data {
                 path: path.to_path_buf(),

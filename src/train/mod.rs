@@ -8,6 +8,7 @@
 //! `(seed, s)`, so a run resumed from a checkpoint takes exactly the steps an uninterrupted
 //! run would have taken.
 
+mod audio;
 mod classifier;
 mod clip;
 mod config;
@@ -17,9 +18,10 @@ mod metrics;
 mod schedule;
 mod text;
 
+pub use audio::{pretrain_audio, AudioData};
 pub use classifier::pretrain_classifier;
 pub use clip::clip_global_norm;
-pub use config::{classifier_recipe, ImageRecipe, Recipe, TextRecipe, TrainConfig};
+pub use config::{classifier_recipe, AudioRecipe, ImageRecipe, Recipe, TextRecipe, TrainConfig};
 pub use eval::{evaluate, evaluate_val_split, Score, TextScore};
 pub use image::{pretrain_image, ImageData};
 pub use metrics::{Metrics, MetricsLog};

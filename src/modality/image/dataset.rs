@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{read_idx, read_image, ImageShape};
+use crate::modality::{sorted_entries, Split};
 use crate::{Error, Result};
 
 /// Images (stored patchified, `[n, n_patches * patch_dim]`) with their class labels.
@@ -17,23 +18,14 @@ pub struct ImageDataset {
     labels: Vec<usize>,
 }
 
-/// Which part of a dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageSplit {
-    /// Training images (IDX `train-*` files; 9 of every 10 images of a folder).
-    Train,
-    /// Held-out images (IDX `t10k-*` files; every 10th image of a folder).
-    Test,
-}
-
 impl ImageDataset {
     /// Loads `split` of the dataset at `path`: a folder holding MNIST's four IDX files
     /// (optionally `.gz`), or a folder of class sub-folders of PNG/JPEG images of `shape`'s size.
-    pub fn load(path: &Path, split: ImageSplit, shape: ImageShape) -> Result<Self> {
+    pub fn load(path: &Path, split: Split, shape: ImageShape) -> Result<Self> {
         shape.validate()?;
         let prefix = match split {
-            ImageSplit::Train => "train",
-            ImageSplit::Test => "t10k",
+            Split::Train => "train",
+            Split::Test => "t10k",
         };
         match find_idx(path, &format!("{prefix}-images-idx3-ubyte")) {
             Some(images) => {
@@ -105,7 +97,7 @@ impl ImageDataset {
 
     /// Reads `root/<class>/<image>` files; every 10th image of each class (in name order)
     /// is the test split.
-    pub fn from_folder(root: &Path, split: ImageSplit, shape: ImageShape) -> Result<Self> {
+    pub fn from_folder(root: &Path, split: Split, shape: ImageShape) -> Result<Self> {
         let classes = sorted_entries(root, |p| p.is_dir())?;
         if classes.is_empty() {
             return Err(Error::Data {
@@ -131,7 +123,7 @@ impl ImageDataset {
             };
             let files = sorted_entries(dir, is_image)?;
             for (i, file) in files.iter().enumerate() {
-                if (i % 10 == 9) == (split == ImageSplit::Test) {
+                if (i % 10 == 9) == (split == Split::Test) {
                     data.patches
                         .extend(shape.patchify(&read_image(file, &shape)?));
                     data.labels.push(label);
@@ -183,16 +175,6 @@ fn find_idx(dir: &Path, name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io("reading folder", dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| keep(p))
-        .collect();
-    entries.sort();
-    Ok(entries)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,7 +183,7 @@ mod tests {
     #[test]
     fn loads_the_shipped_mnist_test_split() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/mnist");
-        let test = ImageDataset::load(&root, ImageSplit::Test, ImageShape::mnist()).unwrap();
+        let test = ImageDataset::load(&root, Split::Test, ImageShape::mnist()).unwrap();
         assert_eq!(test.len(), 10_000);
         assert_eq!(test.classes.len(), 10);
         assert_eq!(test.label(0), 7); // the famous first test digit
@@ -225,8 +207,8 @@ mod tests {
                 write_png(&path, &[i as f32 / 10.0; 16], &shape).unwrap();
             }
         }
-        let train = ImageDataset::load(dir.path(), ImageSplit::Train, shape).unwrap();
-        let test = ImageDataset::load(dir.path(), ImageSplit::Test, shape).unwrap();
+        let train = ImageDataset::load(dir.path(), Split::Train, shape).unwrap();
+        let test = ImageDataset::load(dir.path(), Split::Test, shape).unwrap();
         assert_eq!((train.len(), test.len()), (18, 2));
         assert_eq!(train.classes, vec!["cat", "dog"]);
         assert_eq!((test.label(0), test.label(1)), (0, 1));
@@ -236,12 +218,12 @@ mod tests {
     fn empty_folders_and_wrong_sizes_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let shape = ImageShape::mnist();
-        let err = ImageDataset::load(dir.path(), ImageSplit::Train, shape)
+        let err = ImageDataset::load(dir.path(), Split::Train, shape)
             .unwrap_err()
             .to_string();
         assert!(err.contains("no class sub-folders"), "{err}");
         std::fs::create_dir(dir.path().join("a")).unwrap();
-        let err = ImageDataset::load(dir.path(), ImageSplit::Train, shape)
+        let err = ImageDataset::load(dir.path(), Split::Train, shape)
             .unwrap_err()
             .to_string();
         assert!(err.contains("no PNG/JPEG"), "{err}");
@@ -251,7 +233,7 @@ mod tests {
             ..shape
         };
         write_png(&dir.path().join("a/x.png"), &[0.0; 64], &small).unwrap();
-        let err = ImageDataset::load(dir.path(), ImageSplit::Train, shape)
+        let err = ImageDataset::load(dir.path(), Split::Train, shape)
             .unwrap_err()
             .to_string();
         assert!(err.contains("8x8") && err.contains("28x28"), "{err}");

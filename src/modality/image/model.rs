@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ImageShape;
 use crate::core::{KvCache, Positions, Transformer, TransformerConfig, INIT_STD};
-use crate::modality::flow::{FlowHead, FlowHeadConfig};
+use crate::modality::continuous::{condition_ids, UnitSampler};
+use crate::modality::flow::{FlowHead, FlowHeadConfig, FlowTime};
 use crate::{Error, Result};
 
 fn default_draws() -> usize {
@@ -152,6 +153,7 @@ impl ImageModel {
             patches.reshape([b * n, p]),
             z.reshape([b * n, d]),
             self.noise_draws,
+            FlowTime::Uniform,
         )
     }
 
@@ -168,43 +170,20 @@ impl ImageModel {
         steps: usize,
         device: &Device,
     ) -> Tensor<3> {
-        let b = labels.len();
-        let guided = guidance != 1.0;
-        let mut ids: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-        if guided {
-            ids.extend(std::iter::repeat_n(self.null_label() as i64, b));
-        }
-        let rows = ids.len();
+        let ids = condition_ids(labels, self.null_label(), guidance != 1.0, device);
         let mut cache: KvCache = self.core.new_cache();
-        let labels = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, 1]), device);
-        let mut z = self
+        let z = self
             .core
-            .forward_cached(self.class_embed.forward(labels), &mut cache); // (rows, 1, D)
-        let mut patches = Vec::with_capacity(self.n_patches);
-        for i in 0..self.n_patches {
-            let d = z.dims()[2];
-            let z_last = z.clone().reshape([rows, d]);
-            let patch = if guided {
-                let (z_cond, z_null) = (z_last.clone().narrow(0, 0, b), z_last.narrow(0, b, b));
-                self.head
-                    .sample(z_cond, Some((z_null, guidance)), steps, self.patch_dim)
-            } else {
-                self.head.sample(z_last, None, steps, self.patch_dim)
-            }; // (B, patch_dim)
-            patches.push(patch.clone().reshape([b, 1, self.patch_dim]));
-            if i + 1 < self.n_patches {
-                let fed = if guided {
-                    Tensor::cat(vec![patch.clone(), patch], 0)
-                } else {
-                    patch
-                };
-                let x = self
-                    .patch_embed
-                    .forward(fed.reshape([rows, 1, self.patch_dim]));
-                z = self.core.forward_cached(x, &mut cache);
-            }
-        }
-        Tensor::cat(patches, 1).clamp(-1.0, 1.0)
+            .forward_cached(self.class_embed.forward(ids), &mut cache); // (rows, 1, D)
+        let sampler = UnitSampler {
+            core: &self.core,
+            head: &self.head,
+            embed: &self.patch_embed,
+            unit_dim: self.patch_dim,
+        };
+        sampler
+            .sample(z, &mut cache, self.n_patches, guidance, steps)
+            .clamp(-1.0, 1.0)
     }
 }
 

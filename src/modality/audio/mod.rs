@@ -1,0 +1,18 @@
+//! Audio: WAV I/O, an STFT codec with Griffin-Lim inversion, FSDD-style datasets, and the
+//! audio model (frame adapter, shared core, rectified-flow frame decoder).
+
+mod codec;
+mod dataset;
+mod generate;
+mod model;
+mod stft;
+mod wav;
+
+pub use codec::{
+    decode_all, encode, peak_normalize, prepare, unit_magnitudes, AudioFormat, BinStats,
+};
+pub use dataset::AudioDataset;
+pub use generate::generate_clips;
+pub use model::{AudioModel, AudioModelConfig};
+pub use stft::{magnitudes, spectral_convergence, Stft};
+pub use wav::{decode_wav, read_wav, resample, write_wav, MAX_WAV_SECONDS};

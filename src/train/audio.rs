@@ -1,0 +1,215 @@
+//! The audio front of the training loop: loads labelled clips, fits the codec's per-bin
+//! statistics on a fresh run, batches clips of similar length, and writes audio checkpoints.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use super::{
+    run_config, AudioRecipe, MetricsLog, Progress, Session, Start, TrainConfig, Trainable,
+};
+use crate::checkpoint::{self, ModelConfig, TrainState};
+use crate::modality::audio::{
+    encode, AudioDataset, AudioFormat, AudioModel, AudioModelConfig, BinStats,
+};
+use crate::modality::Split;
+use crate::{Error, Result};
+
+/// Clips as units, with labels; batches draw from buckets of similar length.
+pub struct AudioUnits {
+    /// Units of each clip, `[n_units * unit_dim]`.
+    clips: Vec<Vec<f32>>,
+    labels: Vec<usize>,
+    /// Clip indices sorted by length, cut into groups of about four batches.
+    buckets: Vec<Vec<usize>>,
+    unit_dim: usize,
+}
+
+impl AudioUnits {
+    fn new(
+        data: &AudioDataset,
+        format: &AudioFormat,
+        stats: &BinStats,
+        bucket_size: usize,
+    ) -> Self {
+        let clips: Vec<Vec<f32>> = data
+            .clips
+            .iter()
+            .map(|c| encode(format, stats, c))
+            .collect();
+        let mut order: Vec<usize> = (0..clips.len()).collect();
+        order.sort_by_key(|&i| clips[i].len());
+        let buckets = order
+            .chunks(bucket_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect();
+        Self {
+            clips,
+            labels: data.labels.clone(),
+            buckets,
+            unit_dim: format.unit_dim(),
+        }
+    }
+
+    /// Clips `indices` zero-padded to the longest, their lengths and (possibly nulled) labels.
+    fn batch(
+        &self,
+        indices: &[usize],
+        null: impl Fn(usize) -> Option<usize>,
+        device: &Device,
+    ) -> (Tensor<3>, Vec<usize>, Tensor<1, Int>) {
+        let lengths: Vec<usize> = indices
+            .iter()
+            .map(|&i| self.clips[i].len() / self.unit_dim)
+            .collect();
+        let longest = lengths.iter().copied().max().unwrap_or(1);
+        let mut values = vec![0.0f32; indices.len() * longest * self.unit_dim];
+        for (k, &i) in indices.iter().enumerate() {
+            let start = k * longest * self.unit_dim;
+            values[start..start + self.clips[i].len()].copy_from_slice(&self.clips[i]);
+        }
+        let labels: Vec<i64> = indices
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| null(k).unwrap_or(self.labels[i]) as i64)
+            .collect();
+        let b = indices.len();
+        (
+            Tensor::from_data(TensorData::new(values, [b, longest, self.unit_dim]), device),
+            lengths,
+            Tensor::from_data(TensorData::new(labels, [b]), device),
+        )
+    }
+}
+
+/// Training and held-out clips as units.
+pub struct AudioData {
+    train: AudioUnits,
+    test: AudioUnits,
+}
+
+impl AudioData {
+    /// Loads both splits of the dataset at `path` for a model of `config` (whose statistics
+    /// must be set), checking that the model covers the dataset's classes.
+    pub fn load_splits(path: &Path, config: &AudioModelConfig, batch_size: usize) -> Result<Self> {
+        let train = AudioDataset::load(path, Split::Train, &config.format)?;
+        let test = AudioDataset::load(path, Split::Test, &config.format)?;
+        Self::from_datasets(&train, &test, config, batch_size)
+    }
+
+    fn from_datasets(
+        train: &AudioDataset,
+        test: &AudioDataset,
+        config: &AudioModelConfig,
+        batch_size: usize,
+    ) -> Result<Self> {
+        if train.classes.len() > config.n_classes {
+            return Err(Error::Config(format!(
+                "the data has {} classes but the model has {}",
+                train.classes.len(),
+                config.n_classes
+            )));
+        }
+        let stats = config.stats()?;
+        Ok(Self {
+            train: AudioUnits::new(train, &config.format, stats, 4 * batch_size),
+            test: AudioUnits::new(test, &config.format, stats, batch_size),
+        })
+    }
+}
+
+impl Trainable for AudioModel {
+    type Data = AudioData;
+
+    /// A bucket drawn in proportion to its size, then a batch drawn uniformly from it: every
+    /// clip is equally likely, and a batch wastes little on padding.
+    fn train_loss(
+        &self,
+        data: &AudioData,
+        train: &TrainConfig,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let units = &data.train;
+        let pick = rng.random_range(0..units.clips.len());
+        let mut seen = 0;
+        let bucket = units
+            .buckets
+            .iter()
+            .find(|b| {
+                seen += b.len();
+                pick < seen
+            })
+            .expect("pick < total clips");
+        let indices: Vec<usize> = (0..train.batch_size)
+            .map(|_| bucket[rng.random_range(0..bucket.len())])
+            .collect();
+        let dropped: Vec<bool> = (0..train.batch_size)
+            .map(|_| rng.random::<f64>() < train.label_dropout)
+            .collect();
+        let null = self.null_label();
+        let (x, lengths, labels) = units.batch(&indices, |k| dropped[k].then_some(null), device);
+        self.loss(x, &lengths, labels)
+    }
+
+    fn val_loss(&self, data: &AudioData, train: &TrainConfig) -> Result<f64> {
+        let device = crate::default_device();
+        let (mut total, mut count) = (0.0, 0);
+        for bucket in data.test.buckets.iter() {
+            let take = bucket.len().min(train.eval_windows.saturating_sub(count));
+            if take == 0 {
+                break;
+            }
+            let (x, lengths, labels) = data.test.batch(&bucket[..take], |_| None, &device);
+            total += self.loss(x, &lengths, labels).into_scalar::<f32>() as f64 * take as f64;
+            count += take;
+        }
+        Ok(total / count.max(1) as f64)
+    }
+
+    fn units_per_step(train: &TrainConfig) -> usize {
+        train.batch_size
+    }
+}
+
+/// Trains a class-conditional audio model on the clips at `data`, writing checkpoints to `out`.
+/// A fresh run first fits the codec's per-bin statistics on the training split.
+pub fn pretrain_audio(
+    data: &Path,
+    out: &Path,
+    start: Start<'_, AudioRecipe>,
+    on_progress: impl FnMut(&Progress) -> ControlFlow<()>,
+) -> Result<TrainState> {
+    let device = crate::default_device().autodiff();
+    let (mut session, config, clips) = match start {
+        Start::Fresh(recipe) => {
+            recipe.validate()?;
+            let mut model = recipe.model.clone();
+            let train = AudioDataset::load(data, Split::Train, &model.format)?;
+            let test = AudioDataset::load(data, Split::Test, &model.format)?;
+            model.stats = Some(BinStats::fit(&model.format, &train.clips));
+            let clips = AudioData::from_datasets(&train, &test, &model, recipe.train.batch_size)?;
+            let session = Session::fresh(&recipe.train, device, |d| model.init(d))?;
+            (
+                session,
+                run_config(ModelConfig::Audio(model), &recipe.train),
+                clips,
+            )
+        }
+        Start::Resume => {
+            let (model, config) = checkpoint::load_audio(out, &device)?;
+            let ModelConfig::Audio(audio) = &config.model else {
+                unreachable!("load_audio returns audio models")
+            };
+            let session = Session::resumed(out, model, config.train.clone(), device)?;
+            let clips = AudioData::load_splits(data, audio, session.train.batch_size)?;
+            (session, config, clips)
+        }
+    };
+    let save = |s: &Session<AudioModel>, metrics: &MetricsLog| s.save(out, &config, None, metrics);
+    session.fit(&clips, out, save, on_progress)?;
+    Ok(session.state)
+}
