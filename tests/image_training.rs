@@ -178,7 +178,7 @@ fn cli_trains_and_writes_pngs_and_a_grid() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("real test images:  count=3 accuracy=1.0000"),
+        stdout.contains("real test images: count=3 accuracy=1.0000"),
         "the judge knows the real patterns: {stdout}"
     );
     assert!(judge.join("model.safetensors").is_file());

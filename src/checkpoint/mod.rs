@@ -32,7 +32,8 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::modality::audio::{AudioModel, AudioModelConfig};
-use crate::modality::image::{ClassifierConfig, ImageClassifier, ImageModel, ImageModelConfig};
+use crate::modality::image::{ImageModel, ImageModelConfig};
+use crate::modality::judge::{Classifier, ClassifierConfig};
 use crate::modality::text::{TextModel, TextModelConfig, TextTokenizer};
 use crate::modality::Modality;
 use crate::train::TrainConfig;
@@ -249,13 +250,10 @@ pub fn load_audio(dir: &Path, device: &Device) -> Result<(AudioModel, Checkpoint
 }
 
 /// Loads an image classifier from `dir`.
-pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ImageClassifier, CheckpointConfig)> {
+pub fn load_classifier(dir: &Path, device: &Device) -> Result<(Classifier, CheckpointConfig)> {
     let config = load_config(dir)?;
     let ModelConfig::Classifier(classifier) = &config.model else {
-        return Err(checkpoint_err(
-            dir,
-            "is not an image classifier checkpoint".into(),
-        ));
+        return Err(checkpoint_err(dir, "is not a classifier checkpoint".into()));
     };
     let mut model = classifier.init(device)?;
     load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;

@@ -1,13 +1,14 @@
 //! `aigc generate <modality>`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use aigc::checkpoint;
+use aigc::checkpoint::{self, ModelConfig};
+use aigc::modality::audio::{generate_clips, log_mel_picture, mel_shape, write_wav};
 use aigc::modality::continuous::FlowGenerateOptions;
 use aigc::modality::image::{generate_images, grid, write_png};
 use aigc::modality::text::{generate, GenerateOptions};
@@ -19,34 +20,97 @@ pub enum GenerateCommand {
     Text(TextArgs),
     /// Draw images of a class as PNG files `<label>_<index>.png`.
     Image(ImageArgs),
+    /// Draw spoken clips of a class as WAV files `<label>_<index>.wav`.
+    Audio(AudioArgs),
 }
 
+/// Arguments shared by the class-conditional generators (image, audio).
 #[derive(Args, Debug)]
-pub struct ImageArgs {
-    /// Checkpoint directory (default: the shipped MNIST model).
+pub struct FlowArgs {
+    /// Checkpoint directory (default: the shipped model of the modality).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Class to draw (a number, or `none` for unconditional); default: every class in turn.
     #[arg(long)]
     label: Option<String>,
-    /// Images to draw.
+    /// Samples to draw.
     #[arg(long, default_value_t = 10)]
     count: usize,
-    /// Classifier-free guidance scale (1: off).
-    #[arg(long, default_value_t = 2.0)]
-    guidance: f32,
-    /// Euler steps of the flow head per patch.
-    #[arg(long, default_value_t = 16)]
-    steps: usize,
+    /// Classifier-free guidance scale (1: off; default 2 for images, 3 for audio).
+    #[arg(long)]
+    guidance: Option<f32>,
+    /// Euler steps of the flow head per unit (default 16 for images, 25 for audio).
+    #[arg(long)]
+    steps: Option<usize>,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
+}
+
+impl FlowArgs {
+    /// The sampling options: these flags over the modality's `defaults`.
+    fn options(&self, defaults: FlowGenerateOptions) -> FlowGenerateOptions {
+        FlowGenerateOptions {
+            guidance: self.guidance.unwrap_or(defaults.guidance),
+            steps: self.steps.unwrap_or(defaults.steps),
+            seed: self.seed,
+            ..defaults
+        }
+    }
+
+    /// One label per sample to draw, checked against the request limit.
+    fn labels(&self, n_classes: usize) -> anyhow::Result<Vec<Option<usize>>> {
+        if self.count == 0 || self.count > MAX_SAMPLES {
+            anyhow::bail!(
+                "--count must be between 1 and {MAX_SAMPLES}, got {}",
+                self.count
+            );
+        }
+        Ok(match self.label.as_deref() {
+            None => (0..self.count).map(|i| Some(i % n_classes)).collect(),
+            Some("none") => vec![None; self.count],
+            Some(l) => {
+                let label: usize = l.parse().with_context(|| {
+                    format!("--label must be a class number or `none`, got {l:?}")
+                })?;
+                vec![Some(label); self.count]
+            }
+        })
+    }
+
+    /// The folder to write into, created if needed.
+    fn out_dir(&self) -> anyhow::Result<&Path> {
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))?;
+        Ok(&self.out)
+    }
+}
+
+/// `<label>_<index>` for sample `i`.
+fn sample_name(label: Option<usize>, i: usize) -> String {
+    let name = label.map_or("none".to_string(), |l| l.to_string());
+    format!("{name}_{i}")
+}
+
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    #[command(flatten)]
+    flow: FlowArgs,
     /// Also write all images as one grid, `grid.png`.
     #[arg(long)]
     grid: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AudioArgs {
+    #[command(flatten)]
+    flow: FlowArgs,
+    /// Also write each clip's log-mel spectrogram as `<label>_<index>.png`.
+    #[arg(long)]
+    spectrogram: bool,
 }
 
 #[derive(Args, Debug)]
@@ -87,6 +151,7 @@ pub fn run(cmd: GenerateCommand) -> anyhow::Result<()> {
     match cmd {
         GenerateCommand::Text(args) => text(args),
         GenerateCommand::Image(args) => image(args),
+        GenerateCommand::Audio(args) => audio(args),
     }
 }
 
@@ -131,64 +196,84 @@ fn text(args: TextArgs) -> anyhow::Result<()> {
 }
 
 /// Largest `--count` accepted in one call.
-const MAX_IMAGES: usize = 10_000;
+const MAX_SAMPLES: usize = 10_000;
 
 fn image(args: ImageArgs) -> anyhow::Result<()> {
-    let dir = args
+    let flow = &args.flow;
+    let dir = flow
         .model
+        .clone()
         .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_MODEL));
     let (model, config) = checkpoint::load_image(&dir, &aigc::default_device())
         .with_context(|| format!("loading the model from {}", dir.display()))?;
-    let aigc::checkpoint::ModelConfig::Image(model_config) = &config.model else {
+    let ModelConfig::Image(model_config) = &config.model else {
         unreachable!("load_image returns image models")
     };
-    if args.count == 0 || args.count > MAX_IMAGES {
-        anyhow::bail!(
-            "--count must be between 1 and {MAX_IMAGES}, got {}",
-            args.count
-        );
-    }
-    let n_classes = model_config.n_classes;
-    let labels: Vec<Option<usize>> = match args.label.as_deref() {
-        None => (0..args.count).map(|i| Some(i % n_classes)).collect(),
-        Some("none") => vec![None; args.count],
-        Some(l) => {
-            let label: usize = l
-                .parse()
-                .with_context(|| format!("--label must be a class number or `none`, got {l:?}"))?;
-            vec![Some(label); args.count]
-        }
-    };
-    let options = FlowGenerateOptions {
-        guidance: args.guidance,
-        steps: args.steps,
-        seed: args.seed,
-        ..FlowGenerateOptions::image()
-    };
+    let labels = flow.labels(model_config.n_classes)?;
+    let options = flow.options(FlowGenerateOptions::image());
     let started = Instant::now();
     let images = generate_images(&model, &model_config.image, &labels, &options)?;
     let secs = started.elapsed().as_secs_f64();
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = flow.out_dir()?;
     for (i, (img, label)) in images.iter().zip(&labels).enumerate() {
-        let name = label.map_or("none".to_string(), |l| l.to_string());
-        write_png(
-            &args.out.join(format!("{name}_{i}.png")),
-            img,
-            &model_config.image,
-        )?;
+        let path = out.join(format!("{}.png", sample_name(*label, i)));
+        write_png(&path, img, &model_config.image)?;
     }
     if args.grid {
         let columns = (images.len() as f64).sqrt().ceil() as usize;
         let (pixels, shape) = grid(&images, &model_config.image, columns);
-        write_png(&args.out.join("grid.png"), &pixels, &shape)?;
+        write_png(&out.join("grid.png"), &pixels, &shape)?;
     }
     eprintln!(
         "[{} images in {:.2} s: {:.1} images/s; written to {}]",
         images.len(),
         secs,
         images.len() as f64 / secs,
-        args.out.display()
+        out.display()
+    );
+    Ok(())
+}
+
+fn audio(args: AudioArgs) -> anyhow::Result<()> {
+    let flow = &args.flow;
+    let dir = flow
+        .model
+        .clone()
+        .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_MODEL));
+    let (model, config) = checkpoint::load_audio(&dir, &aigc::default_device())
+        .with_context(|| format!("loading the model from {}", dir.display()))?;
+    let ModelConfig::Audio(model_config) = &config.model else {
+        unreachable!("load_audio returns audio models")
+    };
+    let labels = flow.labels(model_config.n_classes)?;
+    let options = flow.options(FlowGenerateOptions::audio());
+    let started = Instant::now();
+    let clips = generate_clips(&model, model_config, &labels, &options)?;
+    let secs = started.elapsed().as_secs_f64();
+    let out = flow.out_dir()?;
+    let format = &model_config.format;
+    for (i, (clip, label)) in clips.iter().zip(&labels).enumerate() {
+        let name = sample_name(*label, i);
+        write_wav(&out.join(format!("{name}.wav")), clip, format.sample_rate)?;
+        if args.spectrogram {
+            let picture = log_mel_picture(format, clip);
+            // Low frequencies at the bottom, standardised values mapped to [-1, 1].
+            let shape = mel_shape(format);
+            let flipped: Vec<f32> = picture
+                .chunks(shape.width)
+                .rev()
+                .flat_map(|row| row.iter().map(|v| (v / 3.0).clamp(-1.0, 1.0)))
+                .collect();
+            write_png(&out.join(format!("{name}.png")), &flipped, &shape)?;
+        }
+    }
+    let seconds: f64 =
+        clips.iter().map(|c| c.len() as f64).sum::<f64>() / format.sample_rate as f64;
+    eprintln!(
+        "[{} clips ({seconds:.1} s of audio) in {secs:.2} s: {:.1} clips/s; written to {}]",
+        clips.len(),
+        clips.len() as f64 / secs,
+        out.display()
     );
     Ok(())
 }

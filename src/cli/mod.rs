@@ -17,10 +17,16 @@ const SHIPPED_IMAGE_MODEL: &str = "models/image-mnist";
 const SHIPPED_IMAGE_DATA: &str = "datasets/mnist";
 /// The judge of generated digits, trained once by `aigc eval image`.
 const SHIPPED_IMAGE_JUDGE: &str = "models/mnist-classifier";
+/// The shipped audio model.
+const SHIPPED_AUDIO_MODEL: &str = "models/audio-fsdd";
+/// The shipped audio dataset.
+const SHIPPED_AUDIO_DATA: &str = "datasets/fsdd/recordings";
+/// The judge of generated spoken digits, trained once by `aigc eval audio`.
+const SHIPPED_AUDIO_JUDGE: &str = "models/fsdd-classifier";
 /// The shipped text corpus.
 const SHIPPED_TEXT_DATA: &str = "datasets/tinyshakespeare/input.txt";
 
-/// aigc: pretrain and generate text and images with one Transformer core.
+/// aigc: pretrain and generate text, images and audio with one Transformer core.
 #[derive(Parser, Debug)]
 #[command(name = "aigc", version, about)]
 pub struct Cli {

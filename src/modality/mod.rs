@@ -6,6 +6,7 @@ pub mod continuous;
 pub mod flow;
 pub mod frechet;
 pub mod image;
+pub mod judge;
 pub mod text;
 
 use std::path::{Path, PathBuf};

@@ -360,19 +360,23 @@ impl Recipe for AudioRecipe {
     }
 }
 
-/// The recipe of the classifier that judges generated images of `image` with `n_classes`
-/// classes: 1,500 steps of 64 images (1.6 epochs of MNIST).
+/// The recipe of the classifier that judges generated samples: pictures of `shape` in
+/// `n_classes` classes, `epochs` passes over `n_train` pictures in batches of 64, at least
+/// 200 steps (MNIST: 1.6 epochs = 1,500 steps; FSDD: 24 epochs = 1,013 steps).
 pub fn classifier_recipe(
-    image: crate::modality::image::ImageShape,
+    shape: crate::modality::image::ImageShape,
     n_classes: usize,
-) -> (crate::modality::image::ClassifierConfig, TrainConfig) {
-    let model = crate::modality::image::ClassifierConfig {
-        image,
+    epochs: f64,
+    n_train: usize,
+) -> (crate::modality::judge::ClassifierConfig, TrainConfig) {
+    let steps = ((epochs * n_train as f64 / 64.0).ceil() as usize).max(200);
+    let model = crate::modality::judge::ClassifierConfig {
+        image: shape,
         n_classes,
         features: 128,
     };
     let train = TrainConfig {
-        steps: 1500,
+        steps,
         batch_size: 64,
         seq_len: 1,
         lr: 1e-3,

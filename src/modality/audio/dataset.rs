@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::codec::{prepare, AudioFormat};
+use super::mel::{log_mel_picture, mel_shape};
 use super::wav::read_wav;
+use crate::modality::judge::Pictures;
 use crate::modality::{sorted_entries, Split};
 use crate::{Error, Result};
 
@@ -81,6 +83,19 @@ impl AudioDataset {
     /// True when there are no clips.
     pub fn is_empty(&self) -> bool {
         self.clips.is_empty()
+    }
+
+    /// Every clip as a log-mel picture, with its label (what the judge sees).
+    pub fn pictures(&self, format: &AudioFormat) -> Pictures {
+        Pictures {
+            shape: mel_shape(format),
+            values: self
+                .clips
+                .par_iter()
+                .map(|c| log_mel_picture(format, c))
+                .collect(),
+            labels: self.labels.clone(),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 mod codec;
 mod dataset;
 mod generate;
+mod mel;
 mod model;
 mod stft;
 mod wav;
@@ -13,6 +14,7 @@ pub use codec::{
 };
 pub use dataset::AudioDataset;
 pub use generate::generate_clips;
+pub use mel::{log_mel_picture, mel_shape};
 pub use model::{AudioModel, AudioModelConfig};
 pub use stft::{magnitudes, spectral_convergence, Stft};
 pub use wav::{decode_wav, read_wav, resample, write_wav, MAX_WAV_SECONDS};

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{read_idx, read_image, ImageShape};
+use crate::modality::judge::Pictures;
 use crate::modality::{sorted_entries, Split};
 use crate::{Error, Result};
 
@@ -164,6 +165,17 @@ impl ImageDataset {
     /// The label of image `i`.
     pub fn label(&self, i: usize) -> usize {
         self.labels[i]
+    }
+
+    /// Every image as `[C, H, W]` pixels, with its label (what a judge sees).
+    pub fn pictures(&self) -> Pictures {
+        Pictures {
+            shape: self.shape,
+            values: (0..self.len())
+                .map(|i| self.shape.unpatchify(self.patches(i)))
+                .collect(),
+            labels: self.labels.clone(),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
-//! A small CNN that recognises the classes of an image dataset. It is the judge of generated
-//! images (`aigc eval image`): how often it recognises the requested class (conditional
-//! accuracy), and how far its penultimate features of generated images lie from those of real
-//! ones (Fréchet distance).
+//! A small CNN that recognises the classes of pictures: images, or log-mel spectrograms of
+//! clips. It is the judge of generated samples (`aigc eval image|audio`): how often it
+//! recognises the requested class (conditional accuracy), and how far its penultimate
+//! features of generated samples lie from those of real ones (Fréchet distance).
 //!
 //! Two 3x3 conv layers (32 and 64 channels) with 2x2 max-pooling, a 128-unit hidden layer
 //! (the features), and a linear read-out: the classic Keras MNIST CNN without dropout.
@@ -13,13 +13,13 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, relu};
 use serde::{Deserialize, Serialize};
 
-use super::ImageShape;
+use crate::modality::image::ImageShape;
 use crate::{Error, Result};
 
-/// Shape of an [`ImageClassifier`].
+/// Shape of a [`Classifier`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassifierConfig {
-    /// Geometry of the images (patch size unused).
+    /// Geometry of the pictures, `[C, H, W]` (patch size unused).
     pub image: ImageShape,
     /// Number of classes.
     pub n_classes: usize,
@@ -45,7 +45,7 @@ impl ClassifierConfig {
     }
 
     /// Builds the classifier with fresh weights after validating the config.
-    pub fn init(&self, device: &Device) -> Result<ImageClassifier> {
+    pub fn init(&self, device: &Device) -> Result<Classifier> {
         self.validate()?;
         let conv = |c_in, c_out| {
             Conv2dConfig::new([c_in, c_out], [3, 3])
@@ -53,7 +53,7 @@ impl ClassifierConfig {
                 .init(device)
         };
         let flat = 64 * (self.image.height / 4) * (self.image.width / 4);
-        Ok(ImageClassifier {
+        Ok(Classifier {
             conv1: conv(self.image.channels, 32),
             conv2: conv(32, 64),
             pool: MaxPool2dConfig::new([2, 2]).init(),
@@ -65,7 +65,7 @@ impl ClassifierConfig {
 
 /// The CNN.
 #[derive(Module, Debug)]
-pub struct ImageClassifier {
+pub struct Classifier {
     conv1: Conv2d,
     conv2: Conv2d,
     pool: MaxPool2d,
@@ -73,7 +73,7 @@ pub struct ImageClassifier {
     output: Linear,
 }
 
-impl ImageClassifier {
+impl Classifier {
     /// Penultimate features.
     ///
     /// # Shapes
@@ -104,8 +104,8 @@ impl ImageClassifier {
     }
 }
 
-/// Stacks `[C, H, W]` images into a `[B, C, H, W]` tensor.
-pub fn image_batch(images: &[&[f32]], shape: &ImageShape, device: &Device) -> Tensor<4> {
+/// Stacks `[C, H, W]` pictures into a `[B, C, H, W]` tensor.
+pub fn picture_batch(images: &[&[f32]], shape: &ImageShape, device: &Device) -> Tensor<4> {
     let values: Vec<f32> = images.iter().flat_map(|i| i.iter().copied()).collect();
     Tensor::from_data(
         TensorData::new(
@@ -130,7 +130,7 @@ mod tests {
         };
         let model = config.init(&device).unwrap();
         let img = vec![0.0f32; 784];
-        let x = image_batch(&[&img, &img], &config.image, &device);
+        let x = picture_batch(&[&img, &img], &config.image, &device);
         assert_eq!(model.features(x.clone()).dims(), [2, 128]);
         assert_eq!(model.forward(x).dims(), [2, 10]);
         assert!(ClassifierConfig {
