@@ -196,7 +196,7 @@ fn report(bar: &ProgressBar, p: &Progress) -> ControlFlow<()> {
         p.loss, p.lr, p.units_per_s
     );
     if bar.is_hidden() {
-        if p.val_loss.is_some() || p.step % 50 == 0 {
+        if p.val_loss.is_some() || p.step.is_multiple_of(50) {
             eprintln!("step {}/{} {msg}", p.step, p.total_steps);
         }
     } else {

@@ -100,13 +100,13 @@ impl TransformerConfig {
                 self.max_seq_len
             ));
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return fail(format!(
                 "d_model ({}) must be divisible by n_heads ({})",
                 self.d_model, self.n_heads
             ));
         }
-        if self.positions == Positions::Rope && self.head_dim() % 2 != 0 {
+        if self.positions == Positions::Rope && !self.head_dim().is_multiple_of(2) {
             return fail(format!(
                 "RoPE needs an even head_dim, got {}",
                 self.head_dim()

@@ -47,7 +47,7 @@ impl FlowHeadConfig {
         if self.unit_dim == 0 || self.cond_dim == 0 || self.n_blocks == 0 {
             return Err(Error::Config("flow head sizes must be positive".into()));
         }
-        if self.width < 2 || self.width % 2 != 0 {
+        if self.width < 2 || !self.width.is_multiple_of(2) {
             return Err(Error::Config(format!(
                 "flow head width must be even, got {}",
                 self.width

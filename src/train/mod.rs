@@ -227,7 +227,7 @@ impl<M: Trainable> Session<M> {
             let units_per_s = ((s - first_step) * M::units_per_step(&self.train)) as f64
                 / started.elapsed().as_secs_f64();
             let last = s == self.train.steps;
-            let val_loss = (s % self.train.eval_every == 0 || last)
+            let val_loss = (s.is_multiple_of(self.train.eval_every) || last)
                 .then(|| self.val_loss(data))
                 .transpose()?;
             self.state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
@@ -252,7 +252,7 @@ impl<M: Trainable> Session<M> {
                 units_per_s,
                 val_loss,
             });
-            if s % self.train.checkpoint_every == 0 || last || flow.is_break() {
+            if s.is_multiple_of(self.train.checkpoint_every) || last || flow.is_break() {
                 save(self, &metrics)?;
             }
             if flow.is_break() {

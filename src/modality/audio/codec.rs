@@ -51,7 +51,7 @@ impl AudioFormat {
                 "audio format sizes must be positive: {f:?}"
             )));
         }
-        if f.hop_len > f.n_fft / 2 || f.max_units == 0 || !(f.floor > 0.0) {
+        if f.hop_len > f.n_fft / 2 || f.max_units == 0 || f.floor.is_nan() || f.floor <= 0.0 {
             return Err(Error::Config(format!(
                 "audio format needs hop_len <= n_fft / 2, max_units > 0 and floor > 0: {f:?}"
             )));
@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(prepare(&format, &[0.0; 10]), vec![0.0; 10]);
         let units = encode(
             &format,
-            &BinStats::fit(&format, &[prepared.clone()]),
+            &BinStats::fit(&format, std::slice::from_ref(&prepared)),
             &prepared,
         );
         assert_eq!(units.len() / format.unit_dim(), format.max_units);

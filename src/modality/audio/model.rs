@@ -87,7 +87,11 @@ impl AudioModelConfig {
         self.format.validate()?;
         self.core.validate()?;
         self.head().validate()?;
-        if self.n_classes == 0 || self.noise_draws == 0 || !(self.input_noise >= 0.0) {
+        if self.n_classes == 0
+            || self.noise_draws == 0
+            || !self.input_noise.is_finite()
+            || self.input_noise < 0.0
+        {
             return Err(Error::Config(
                 "n_classes and noise_draws must be positive, input_noise >= 0".into(),
             ));
@@ -102,7 +106,7 @@ impl AudioModelConfig {
             let n = self.format.n_bins();
             if stats.mean.len() != n
                 || stats.std.len() != n
-                || stats.std.iter().any(|s| !(*s > 0.0))
+                || stats.std.iter().any(|s| s.is_nan() || *s <= 0.0)
             {
                 return Err(Error::Config(format!(
                     "stats need {n} means and {n} positive standard deviations"

@@ -39,8 +39,8 @@ impl ImageShape {
         if p == 0
             || self.height == 0
             || self.width == 0
-            || self.height % p != 0
-            || self.width % p != 0
+            || !self.height.is_multiple_of(p)
+            || !self.width.is_multiple_of(p)
         {
             return Err(Error::Config(format!(
                 "a {}x{} image does not divide into {p}x{p} patches",
