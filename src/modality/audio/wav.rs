@@ -218,6 +218,37 @@ mod tests {
         }
     }
 
+    /// A WAV file with a `fmt ` chunk of `format_tag` and `bits`, and 8 bytes of data.
+    fn raw_wav(format_tag: u16, bits: u16) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(b"RIFF");
+        b.extend_from_slice(&(4u32 + 24 + 16).to_le_bytes());
+        b.extend_from_slice(b"WAVEfmt ");
+        b.extend_from_slice(&16u32.to_le_bytes());
+        b.extend_from_slice(&format_tag.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes()); // channels
+        b.extend_from_slice(&8000u32.to_le_bytes());
+        b.extend_from_slice(&(8000 * bits as u32 / 8).to_le_bytes());
+        b.extend_from_slice(&(bits / 8).to_le_bytes());
+        b.extend_from_slice(&bits.to_le_bytes());
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&8u32.to_le_bytes());
+        b.extend_from_slice(&[0; 8]);
+        b
+    }
+
+    #[test]
+    fn unsupported_encodings_are_named() {
+        assert_eq!(decode_wav(&raw_wav(1, 16)[..], 8000).unwrap(), vec![0.0; 4]);
+        for (tag, bits) in [(3, 64), (6, 8), (7, 8), (2, 4)] {
+            let err = decode_wav(&raw_wav(tag, bits)[..], 8000).unwrap_err();
+            assert!(
+                err.contains("unsupported") || err.contains("Unsupported") || err.contains("not a readable WAV"),
+                "format {tag}, {bits} bits: {err}"
+            );
+        }
+    }
+
     #[test]
     fn write_then_read_round_trips_at_16_bits() {
         let dir = tempfile::tempdir().unwrap();
