@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch for the `aigc` binary.
 
 mod generate;
+mod judge;
 mod pretrain;
 mod report;
 

@@ -1,23 +1,13 @@
 //! `aigc eval` and `aigc info`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use aigc::checkpoint::{self, ModelConfig};
-use std::ops::ControlFlow;
-
-use aigc::modality::audio::{decode_all, encode, generate_clips, mel_shape, AudioDataset};
-use aigc::modality::continuous::FlowGenerateOptions;
-use aigc::modality::image::{generate_images, ImageDataset, ImageShape};
-use aigc::modality::judge::{
-    reference_features, score, Classifier, JudgeData, JudgeScore, Pictures,
-};
 use aigc::modality::text::read_text;
-use aigc::modality::Split;
 use aigc::train::evaluate_val_split;
-use aigc::train::{classifier_recipe, pretrain_classifier, Start};
 use burn::module::Module;
 
 #[derive(Subcommand, Debug)]
@@ -26,61 +16,11 @@ pub enum EvalCommand {
     Text(EvalTextArgs),
     /// Conditional accuracy and Fréchet distance of generated images, judged by a classifier
     /// trained on the real training split; last line `accuracy=<x> frechet=<y>`.
-    Image(EvalImageArgs),
+    Image(super::judge::EvalImageArgs),
     /// Conditional accuracy and Fréchet distance of generated clips (and of real test clips,
     /// before and after the codec's round trip), judged by a log-mel CNN trained on the real
     /// training split; last line `accuracy=<x> frechet=<y>`.
-    Audio(EvalAudioArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct EvalAudioArgs {
-    /// Checkpoint directory (default: the shipped FSDD model).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Labelled WAV files (default: the shipped FSDD recordings).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// The judge; trained on --data's training split and saved here if missing.
-    #[arg(long)]
-    classifier: Option<PathBuf>,
-    /// Clips generated per class.
-    #[arg(long, default_value_t = 30)]
-    per_class: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 3.0)]
-    guidance: f32,
-    /// Euler steps per unit.
-    #[arg(long, default_value_t = 25)]
-    steps: usize,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
-
-#[derive(Args, Debug)]
-pub struct EvalImageArgs {
-    /// Checkpoint directory (default: the shipped MNIST model).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Labelled images: MNIST IDX files or class sub-folders (default: the shipped MNIST).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// The judge; trained on --data's training split and saved here if missing.
-    #[arg(long)]
-    classifier: Option<PathBuf>,
-    /// Images generated (and real images taken) per class.
-    #[arg(long, default_value_t = 100)]
-    per_class: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 2.0)]
-    guidance: f32,
-    /// Euler steps per patch.
-    #[arg(long, default_value_t = 16)]
-    steps: usize,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    Audio(super::judge::EvalAudioArgs),
 }
 
 #[derive(Args, Debug)]
@@ -106,224 +46,9 @@ pub struct InfoArgs {
 pub fn eval(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
         EvalCommand::Text(args) => eval_text(args),
-        EvalCommand::Image(args) => eval_image(args),
-        EvalCommand::Audio(args) => eval_audio(args),
+        EvalCommand::Image(args) => super::judge::eval_image(args),
+        EvalCommand::Audio(args) => super::judge::eval_audio(args),
     }
-}
-
-/// The judge in `dir`, trained there first (once) on `data()` if missing, for `epochs`
-/// passes over the training pictures.
-fn load_or_train_judge(
-    dir: &Path,
-    shape: ImageShape,
-    n_classes: usize,
-    epochs: f64,
-    data: impl FnOnce() -> aigc::Result<JudgeData>,
-) -> anyhow::Result<Classifier> {
-    let recipe = |n_train| classifier_recipe(shape, n_classes, epochs, n_train);
-    if !dir.join(checkpoint::CONFIG_FILE).exists() {
-        eprintln!(
-            "training the judge classifier into {} (once)",
-            dir.display()
-        );
-        let data = data()?;
-        let recipe = recipe(data.train.values.len());
-        pretrain_classifier(&data, dir, Start::Fresh(&recipe), |_| {
-            ControlFlow::Continue(())
-        })?;
-    }
-    let (judge, config) = checkpoint::load_classifier(dir, &aigc::default_device())?;
-    if config.model != ModelConfig::Classifier(recipe(0).0) {
-        anyhow::bail!(
-            "the judge in {} was built for other pictures; delete it to retrain",
-            dir.display()
-        );
-    }
-    Ok(judge)
-}
-
-fn print_score(what: &str, score: &JudgeScore) {
-    println!(
-        "{what} count={} accuracy={:.4} frechet={:.3}",
-        score.count, score.accuracy, score.frechet
-    );
-}
-
-fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
-    let dir = args
-        .model
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_MODEL));
-    let data = args
-        .data
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_DATA));
-    let judge_dir = args
-        .classifier
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_JUDGE));
-    let (model, config) = checkpoint::load_image(&dir, &aigc::default_device())
-        .with_context(|| format!("loading the model from {}", dir.display()))?;
-    let ModelConfig::Image(image) = &config.model else {
-        unreachable!("load_image returns image models")
-    };
-    let shape = image.image;
-    let judge = load_or_train_judge(&judge_dir, shape, image.n_classes, 1.6, || {
-        Ok(JudgeData {
-            train: ImageDataset::load(&data, Split::Train, shape)?.pictures(),
-            test: ImageDataset::load(&data, Split::Test, shape)?.pictures(),
-        })
-    })?;
-    let test = ImageDataset::load(&data, Split::Test, shape)?.pictures();
-    let reference = reference_features(&judge, &test)?;
-    let real_score = score(
-        &judge,
-        &test.first_per_class(image.n_classes, args.per_class),
-        &reference,
-    )?;
-
-    let labels: Vec<usize> = (0..image.n_classes)
-        .flat_map(|c| std::iter::repeat_n(c, args.per_class))
-        .collect();
-    let options = FlowGenerateOptions {
-        guidance: args.guidance,
-        steps: args.steps,
-        seed: args.seed,
-        ..FlowGenerateOptions::image()
-    };
-    let started = std::time::Instant::now();
-    let wanted: Vec<Option<usize>> = labels.iter().map(|&l| Some(l)).collect();
-    let generated = generate_images(&model, &shape, &wanted, &options)?;
-    let images_per_s = generated.len() as f64 / started.elapsed().as_secs_f64();
-    let generated = Pictures {
-        shape,
-        values: generated,
-        labels,
-    };
-    let gen_score = score(&judge, &generated, &reference)?;
-
-    println!("model: {}", dir.display());
-    println!(
-        "judge: {} (reference: all {} test images)",
-        judge_dir.display(),
-        test.values.len()
-    );
-    print_score("real test images:", &real_score);
-    print_score("generated images:", &gen_score);
-    println!(
-        "guidance={} steps={} images_per_s={images_per_s:.1}",
-        args.guidance, args.steps
-    );
-    println!(
-        "accuracy={:.4} frechet={:.3}",
-        gen_score.accuracy, gen_score.frechet
-    );
-    Ok(())
-}
-
-fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
-    let dir = args
-        .model
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_MODEL));
-    let data = args
-        .data
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_DATA));
-    let judge_dir = args
-        .classifier
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_JUDGE));
-    let (model, config) = checkpoint::load_audio(&dir, &aigc::default_device())
-        .with_context(|| format!("loading the model from {}", dir.display()))?;
-    let ModelConfig::Audio(audio) = &config.model else {
-        unreachable!("load_audio returns audio models")
-    };
-    let format = &audio.format;
-    let train = AudioDataset::load(&data, Split::Train, format)?;
-    let test = AudioDataset::load(&data, Split::Test, format)?;
-    let train_pictures = train.pictures(format);
-    let test_pictures = test.pictures(format);
-    let judge = load_or_train_judge(&judge_dir, mel_shape(format), audio.n_classes, 24.0, || {
-        Ok(JudgeData {
-            train: train_pictures.clone(),
-            test: test_pictures.clone(),
-        })
-    })?;
-    // The judge's features of the training clips are the reference: the test split (300
-    // clips) is what real clips are scored with.
-    let reference = reference_features(&judge, &train_pictures)?;
-    let real_score = score(&judge, &test_pictures, &reference)?;
-    let stats = audio.stats()?;
-    let units: Vec<Vec<f32>> = test
-        .clips
-        .iter()
-        .map(|c| encode(format, stats, c))
-        .collect();
-    let round_trip = AudioDataset {
-        clips: decode_all(format, stats, &units),
-        ..test.clone()
-    };
-    let codec_score = score(&judge, &round_trip.pictures(format), &reference)?;
-
-    let labels: Vec<usize> = (0..audio.n_classes)
-        .flat_map(|c| std::iter::repeat_n(c, args.per_class))
-        .collect();
-    let options = FlowGenerateOptions {
-        guidance: args.guidance,
-        steps: args.steps,
-        seed: args.seed,
-        ..FlowGenerateOptions::audio()
-    };
-    let started = std::time::Instant::now();
-    let wanted: Vec<Option<usize>> = labels.iter().map(|&l| Some(l)).collect();
-    let clips = generate_clips(&model, audio, &wanted, &options)?;
-    let clips_per_s = clips.len() as f64 / started.elapsed().as_secs_f64();
-    let generated = AudioDataset {
-        classes: test.classes.clone(),
-        clips,
-        labels,
-    };
-    let gen_score = score(&judge, &generated.pictures(format), &reference)?;
-
-    println!("model: {}", dir.display());
-    println!(
-        "judge: {} (reference: its {} training clips)",
-        judge_dir.display(),
-        train.len()
-    );
-    print_score("real test clips:", &real_score);
-    print_score("codec round trip:", &codec_score);
-    print_score("generated clips:", &gen_score);
-    println!(
-        "generated {}",
-        clip_levels(&generated.clips, format.sample_rate)
-    );
-    println!("real test {}", clip_levels(&test.clips, format.sample_rate));
-    println!(
-        "guidance={} steps={} clips_per_s={clips_per_s:.1}",
-        args.guidance, args.steps
-    );
-    println!(
-        "accuracy={:.4} frechet={:.3}",
-        gen_score.accuracy, gen_score.frechet
-    );
-    Ok(())
-}
-
-/// Duration range and mean peak / RMS levels of `clips`, and how many are silent or clipped.
-fn clip_levels(clips: &[Vec<f32>], sample_rate: u32) -> String {
-    let seconds: Vec<f64> = clips
-        .iter()
-        .map(|c| c.len() as f64 / sample_rate as f64)
-        .collect();
-    let peak = |c: &[f32]| c.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let rms = |c: &[f32]| (c.iter().map(|v| v * v).sum::<f32>() / c.len().max(1) as f32).sqrt();
-    let n = clips.len().max(1) as f64;
-    let silent = clips.iter().filter(|c| rms(c) < 1e-3).count();
-    let clipped = clips.iter().filter(|c| peak(c) >= 0.999).count();
-    format!(
-        "clips: seconds {:.2}-{:.2} (mean {:.2}), mean peak {:.3}, mean rms {:.3}, silent {silent}, clipped {clipped}",
-        seconds.iter().copied().fold(f64::INFINITY, f64::min),
-        seconds.iter().copied().fold(0.0, f64::max),
-        seconds.iter().sum::<f64>() / n,
-        clips.iter().map(|c| peak(c) as f64).sum::<f64>() / n,
-        clips.iter().map(|c| rms(c) as f64).sum::<f64>() / n,
-    )
 }
 
 fn eval_text(args: EvalTextArgs) -> anyhow::Result<()> {

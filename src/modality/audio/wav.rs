@@ -243,7 +243,9 @@ mod tests {
         for (tag, bits) in [(3, 64), (6, 8), (7, 8), (2, 4)] {
             let err = decode_wav(&raw_wav(tag, bits)[..], 8000).unwrap_err();
             assert!(
-                err.contains("unsupported") || err.contains("Unsupported") || err.contains("not a readable WAV"),
+                err.contains("unsupported")
+                    || err.contains("Unsupported")
+                    || err.contains("not a readable WAV"),
                 "format {tag}, {bits} bits: {err}"
             );
         }
