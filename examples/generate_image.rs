@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     let labels = vec![Some(digit); 16];
     let options = FlowGenerateOptions {
         seed: 42,
-        ..FlowGenerateOptions::image() // guidance 2, 16 Euler steps per patch
+        ..FlowGenerateOptions::image() // guidance 1.5, 16 Euler steps per patch
     };
     let images = generate_images(&model, &image.image, &labels, &options)?;
     let (pixels, shape) = grid(&images, &image.image, 4);

@@ -32,12 +32,12 @@ pub fn model_card(config: &CheckpointConfig, state: &TrainState) -> String {
             "aigc generate audio --model <this directory> --label 3 --count 4 --out samples/",
         ),
         ModelConfig::Classifier(m) => (
-            "image classifier",
+            "classifier",
             format!(
-                "a 2-layer CNN over {}x{} images, {} classes, {} features",
+                "a 2-layer CNN over {}x{} pictures (images, or log-mel spectrograms of clips), {} classes, {} features",
                 m.image.height, m.image.width, m.n_classes, m.features
             ),
-            "aigc eval image --classifier <this directory>",
+            "aigc eval image|audio --classifier <this directory>",
         ),
     };
     let core: &TransformerConfig = match &config.model {
@@ -77,7 +77,7 @@ pub fn model_card(config: &CheckpointConfig, state: &TrainState) -> String {
 
 fn classifier_card(about: String, config: &CheckpointConfig, state: &TrainState) -> String {
     format!(
-        "# aigc image classifier\n\nA judge for generated images: {about}.\n\n\
+        "# aigc classifier\n\nA judge for generated samples: {about}.\n\n\
          Trained {} steps in {:.0} s; validation cross-entropy {}.\n\n\
          Training settings:\n\n```json\n{}\n```\n",
         state.step,

@@ -36,7 +36,7 @@ pub struct FlowArgs {
     /// Samples to draw.
     #[arg(long, default_value_t = 10)]
     count: usize,
-    /// Classifier-free guidance scale (1: off; default 2 for images, 3 for audio).
+    /// Classifier-free guidance scale (1: off; default 1.5 for images, 3 for audio).
     #[arg(long)]
     guidance: Option<f32>,
     /// Euler steps of the flow head per unit (default 16 for images, 25 for audio).

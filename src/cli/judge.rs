@@ -31,12 +31,12 @@ pub struct EvalAudioArgs {
     /// Clips generated per class.
     #[arg(long, default_value_t = 30)]
     per_class: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 3.0)]
-    guidance: f32,
-    /// Euler steps per unit.
-    #[arg(long, default_value_t = 25)]
-    steps: usize,
+    /// Classifier-free guidance scale (default: the modality's sampling default).
+    #[arg(long)]
+    guidance: Option<f32>,
+    /// Euler steps per unit (default: the modality's sampling default).
+    #[arg(long)]
+    steps: Option<usize>,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -56,12 +56,12 @@ pub struct EvalImageArgs {
     /// Images generated (and real images taken) per class.
     #[arg(long, default_value_t = 100)]
     per_class: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 2.0)]
-    guidance: f32,
-    /// Euler steps per patch.
-    #[arg(long, default_value_t = 16)]
-    steps: usize,
+    /// Classifier-free guidance scale (default: the modality's sampling default).
+    #[arg(long)]
+    guidance: Option<f32>,
+    /// Euler steps per unit (default: the modality's sampling default).
+    #[arg(long)]
+    steps: Option<usize>,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -138,11 +138,12 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
     let labels: Vec<usize> = (0..image.n_classes)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
+    let defaults = FlowGenerateOptions::image();
     let options = FlowGenerateOptions {
-        guidance: args.guidance,
-        steps: args.steps,
+        guidance: args.guidance.unwrap_or(defaults.guidance),
+        steps: args.steps.unwrap_or(defaults.steps),
         seed: args.seed,
-        ..FlowGenerateOptions::image()
+        ..defaults
     };
     let started = std::time::Instant::now();
     let wanted: Vec<Option<usize>> = labels.iter().map(|&l| Some(l)).collect();
@@ -165,7 +166,7 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
     print_score("generated images:", &gen_score);
     println!(
         "guidance={} steps={} images_per_s={images_per_s:.1}",
-        args.guidance, args.steps
+        options.guidance, options.steps
     );
     println!(
         "accuracy={:.4} frechet={:.3}",
@@ -219,11 +220,12 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     let labels: Vec<usize> = (0..audio.n_classes)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
+    let defaults = FlowGenerateOptions::audio();
     let options = FlowGenerateOptions {
-        guidance: args.guidance,
-        steps: args.steps,
+        guidance: args.guidance.unwrap_or(defaults.guidance),
+        steps: args.steps.unwrap_or(defaults.steps),
         seed: args.seed,
-        ..FlowGenerateOptions::audio()
+        ..defaults
     };
     let started = std::time::Instant::now();
     let wanted: Vec<Option<usize>> = labels.iter().map(|&l| Some(l)).collect();
@@ -252,7 +254,7 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     println!("real test {}", clip_levels(&test.clips, format.sample_rate));
     println!(
         "guidance={} steps={} clips_per_s={clips_per_s:.1}",
-        args.guidance, args.steps
+        options.guidance, options.steps
     );
     println!(
         "accuracy={:.4} frechet={:.3}",

@@ -100,10 +100,12 @@ pub struct FlowGenerateOptions {
 }
 
 impl FlowGenerateOptions {
-    /// Image defaults: guidance 2 (1 gives vague digits, 3+ thick uniform ones), 16 steps.
+    /// Image defaults: guidance 1.5, 16 steps. On the shipped MNIST model, guidance 1.25 /
+    /// 1.5 / 2 give 98.6% / 99.7% / 99.9% conditional accuracy at 0.65x / 1.15x / 2.2x the
+    /// real images' Fréchet distance: beyond 1.5, guidance buys accuracy with uniform digits.
     pub fn image() -> Self {
         Self {
-            guidance: 2.0,
+            guidance: 1.5,
             steps: 16,
             seed: 0,
             batch_size: 100,
