@@ -264,10 +264,19 @@ fn wrong_modality(dir: &Path, config: &CheckpointConfig, wanted: Modality) -> Er
     checkpoint_err(
         dir,
         format!(
-            "holds a {} model, not a {wanted} model",
-            config.model.modality()
+            "holds {} model, not {} model",
+            with_article(config.model.modality()),
+            with_article(wanted)
         ),
     )
+}
+
+/// "a text", "an image", "an audio".
+fn with_article(modality: Modality) -> String {
+    match modality {
+        Modality::Text => format!("a {modality}"),
+        Modality::Image | Modality::Audio => format!("an {modality}"),
+    }
 }
 
 /// Reads `train_state.json` from `dir`.

@@ -42,6 +42,9 @@ pub struct FlowArgs {
     /// Euler steps of the flow head per unit (default 16 for images, 25 for audio).
     #[arg(long)]
     steps: Option<usize>,
+    /// Scale of the flow head's starting noise (default: the modality's; lower is cleaner).
+    #[arg(long)]
+    temperature: Option<f32>,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -56,6 +59,7 @@ impl FlowArgs {
         FlowGenerateOptions {
             guidance: self.guidance.unwrap_or(defaults.guidance),
             steps: self.steps.unwrap_or(defaults.steps),
+            temperature: self.temperature.unwrap_or(defaults.temperature),
             seed: self.seed,
             ..defaults
         }

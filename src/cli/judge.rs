@@ -37,6 +37,9 @@ pub struct EvalAudioArgs {
     /// Euler steps per unit (default: the modality's sampling default).
     #[arg(long)]
     steps: Option<usize>,
+    /// Scale of the flow head's starting noise (default: the modality's sampling default).
+    #[arg(long)]
+    temperature: Option<f32>,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -62,6 +65,9 @@ pub struct EvalImageArgs {
     /// Euler steps per unit (default: the modality's sampling default).
     #[arg(long)]
     steps: Option<usize>,
+    /// Scale of the flow head's starting noise (default: the modality's sampling default).
+    #[arg(long)]
+    temperature: Option<f32>,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -142,6 +148,7 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
     let options = FlowGenerateOptions {
         guidance: args.guidance.unwrap_or(defaults.guidance),
         steps: args.steps.unwrap_or(defaults.steps),
+        temperature: args.temperature.unwrap_or(defaults.temperature),
         seed: args.seed,
         ..defaults
     };
@@ -165,8 +172,8 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
     print_score("real test images:", &real_score);
     print_score("generated images:", &gen_score);
     println!(
-        "guidance={} steps={} images_per_s={images_per_s:.1}",
-        options.guidance, options.steps
+        "guidance={} steps={} temperature={} images_per_s={images_per_s:.1}",
+        options.guidance, options.steps, options.temperature
     );
     println!(
         "accuracy={:.4} frechet={:.3}",
@@ -224,6 +231,7 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     let options = FlowGenerateOptions {
         guidance: args.guidance.unwrap_or(defaults.guidance),
         steps: args.steps.unwrap_or(defaults.steps),
+        temperature: args.temperature.unwrap_or(defaults.temperature),
         seed: args.seed,
         ..defaults
     };
@@ -253,8 +261,8 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     );
     println!("real test {}", clip_levels(&test.clips, format.sample_rate));
     println!(
-        "guidance={} steps={} clips_per_s={clips_per_s:.1}",
-        options.guidance, options.steps
+        "guidance={} steps={} temperature={} clips_per_s={clips_per_s:.1}",
+        options.guidance, options.steps, options.temperature
     );
     println!(
         "accuracy={:.4} frechet={:.3}",

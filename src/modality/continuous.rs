@@ -36,9 +36,9 @@ impl UnitSampler<'_> {
         mut z: Tensor<3>,
         cache: &mut KvCache,
         n_units: usize,
-        guidance: f32,
-        steps: usize,
+        options: &FlowGenerateOptions,
     ) -> Tensor<3> {
+        let (guidance, steps, temperature) = (options.guidance, options.steps, options.temperature);
         let guided = guidance != 1.0;
         let [rows, _, d] = z.dims();
         let b = if guided { rows / 2 } else { rows };
@@ -47,10 +47,16 @@ impl UnitSampler<'_> {
             let z_last = z.reshape([rows, d]);
             let unit = if guided {
                 let (z_cond, z_null) = (z_last.clone().narrow(0, 0, b), z_last.narrow(0, b, b));
-                self.head
-                    .sample(z_cond, Some((z_null, guidance)), steps, self.unit_dim)
+                self.head.sample(
+                    z_cond,
+                    Some((z_null, guidance)),
+                    steps,
+                    self.unit_dim,
+                    temperature,
+                )
             } else {
-                self.head.sample(z_last, None, steps, self.unit_dim)
+                self.head
+                    .sample(z_last, None, steps, self.unit_dim, temperature)
             }; // (B, unit_dim)
             units.push(unit.clone().reshape([b, 1, self.unit_dim]));
             if i + 1 == n_units {
@@ -93,6 +99,8 @@ pub struct FlowGenerateOptions {
     pub guidance: f32,
     /// Euler steps of the flow head per unit.
     pub steps: usize,
+    /// Scale of the flow head's starting noise (1: as trained; lower: cleaner, less varied).
+    pub temperature: f32,
     /// Seed of the sampling noise.
     pub seed: u64,
     /// Samples generated per forward batch.
@@ -107,6 +115,7 @@ impl FlowGenerateOptions {
         Self {
             guidance: 1.5,
             steps: 16,
+            temperature: 1.0,
             seed: 0,
             batch_size: 100,
         }
@@ -117,6 +126,7 @@ impl FlowGenerateOptions {
         Self {
             guidance: 3.0,
             steps: 25,
+            temperature: 1.0,
             seed: 0,
             batch_size: 50,
         }
@@ -136,9 +146,11 @@ impl FlowGenerateOptions {
                 "label {bad} is outside the model's {n_classes} classes (0..{n_classes})"
             )));
         }
-        if self.steps == 0 || self.batch_size == 0 || !self.guidance.is_finite() {
+        let temperature_ok = self.temperature.is_finite() && self.temperature > 0.0;
+        if self.steps == 0 || self.batch_size == 0 || !self.guidance.is_finite() || !temperature_ok
+        {
             return Err(Error::Config(
-                "steps and batch_size must be positive and guidance finite".into(),
+                "steps, batch_size and temperature must be positive and guidance finite".into(),
             ));
         }
         let device = crate::default_device();

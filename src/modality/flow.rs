@@ -161,7 +161,9 @@ impl FlowHead {
 
     /// Draws units by integrating from noise (`t = 1`) to data (`t = 0`) in `steps` Euler steps.
     /// With `guidance = Some((z_null, g))` the velocity is `v_null + g (v_cond - v_null)`
-    /// (classifier-free guidance, Ho & Salimans 2022), both evaluated in one batch.
+    /// (classifier-free guidance, Ho & Salimans 2022), both evaluated in one batch. The
+    /// starting noise is scaled by `temperature` (1: the trained distribution; below 1: fewer,
+    /// cleaner details, as MAR's sampling temperature).
     ///
     /// # Shapes
     /// - `z`, `z_null`: `[N, cond_dim]`; returns `[N, unit_dim]`.
@@ -171,10 +173,14 @@ impl FlowHead {
         guidance: Option<(Tensor<2>, f32)>,
         steps: usize,
         unit_dim: usize,
+        temperature: f32,
     ) -> Tensor<2> {
         let [n, _] = z.dims();
         let device = z.device();
         let mut x = Tensor::<2>::random([n, unit_dim], Distribution::Normal(0.0, 1.0), &device);
+        if temperature != 1.0 {
+            x = x * temperature as f64;
+        }
         let cond = match &guidance {
             Some((z_null, _)) => Tensor::cat(vec![z, z_null.clone()], 0), // (2N, cond_dim)
             None => z,
@@ -243,7 +249,10 @@ mod tests {
         let v = head.forward(x, t, z.clone());
         assert_eq!(v.dims(), [5, 4]);
         assert_eq!(v.abs().max().into_scalar::<f32>(), 0.0);
-        assert_eq!(head.sample(z.clone(), Some((z, 2.0)), 3, 4).dims(), [5, 4]);
+        assert_eq!(
+            head.sample(z.clone(), Some((z, 2.0)), 3, 4, 1.0).dims(),
+            [5, 4]
+        );
         assert!(FlowHeadConfig {
             width: 7,
             ..config()
@@ -280,7 +289,7 @@ mod tests {
         let head = head.valid();
         let plain = crate::default_device();
         let samples: Vec<f32> = head
-            .sample(z_of(0, 64, &plain), None, 20, 4)
+            .sample(z_of(0, 64, &plain), None, 20, 4, 1.0)
             .into_data()
             .try_into_vec()
             .unwrap();

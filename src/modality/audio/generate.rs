@@ -14,7 +14,7 @@ pub fn generate_clips(
 ) -> Result<Vec<Vec<f32>>> {
     let stats = config.stats()?;
     let units = options.run_batched(labels, model.null_label(), |ids, device| {
-        model.generate(ids, options.guidance, options.steps, device)
+        model.generate(ids, options, device)
     })?;
     Ok(decode_all(&config.format, stats, &units))
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{AudioFormat, BinStats};
 use crate::core::{Positions, Transformer, TransformerConfig, INIT_STD};
-use crate::modality::continuous::{condition_ids, UnitSampler};
+use crate::modality::continuous::{condition_ids, FlowGenerateOptions, UnitSampler};
 use crate::modality::flow::{FlowHead, FlowHeadConfig, FlowTime};
 use crate::{Error, Result};
 
@@ -232,11 +232,10 @@ impl AudioModel {
     pub fn generate(
         &self,
         labels: &[usize],
-        guidance: f32,
-        steps: usize,
+        options: &FlowGenerateOptions,
         device: &Device,
     ) -> Vec<Vec<f32>> {
-        let (b, guided) = (labels.len(), guidance != 1.0);
+        let (b, guided) = (labels.len(), options.guidance != 1.0);
         let ids = condition_ids(labels, self.null_label(), guided, device);
         let rows = ids.dims()[0];
         let mut cache = self.core.new_cache();
@@ -264,7 +263,7 @@ impl AudioModel {
             embed: &self.frame_embed,
             unit_dim: self.unit_dim,
         };
-        let units = sampler.sample(z, &mut cache, longest, guidance, steps);
+        let units = sampler.sample(z, &mut cache, longest, options);
         let values: Vec<f32> = units.into_data().try_into_vec().expect("f32 units");
         let per_clip = longest * self.unit_dim;
         values
@@ -331,7 +330,12 @@ mod tests {
             .into_scalar::<f32>()
             .is_finite());
         for guidance in [1.0, 3.0] {
-            let clips = model.generate(&[0, 2, 1], guidance, 2, &device);
+            let options = FlowGenerateOptions {
+                guidance,
+                steps: 2,
+                ..FlowGenerateOptions::audio()
+            };
+            let clips = model.generate(&[0, 2, 1], &options, &device);
             assert_eq!(clips.len(), 3);
             for clip in clips {
                 let n = clip.len() / u;

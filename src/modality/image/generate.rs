@@ -13,7 +13,7 @@ pub fn generate_images(
     options: &FlowGenerateOptions,
 ) -> Result<Vec<Vec<f32>>> {
     options.run_batched(labels, model.null_label(), |ids, device| {
-        let patches = model.generate(ids, options.guidance, options.steps, device); // (B, N, P)
+        let patches = model.generate(ids, options, device); // (B, N, P)
         let values: Vec<f32> = patches.into_data().try_into_vec().expect("f32 pixels");
         values
             .chunks(shape.n_values())

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ImageShape;
 use crate::core::{KvCache, Positions, Transformer, TransformerConfig, INIT_STD};
-use crate::modality::continuous::{condition_ids, UnitSampler};
+use crate::modality::continuous::{condition_ids, FlowGenerateOptions, UnitSampler};
 use crate::modality::flow::{FlowHead, FlowHeadConfig, FlowTime};
 use crate::{Error, Result};
 
@@ -166,11 +166,10 @@ impl ImageModel {
     pub fn generate(
         &self,
         labels: &[usize],
-        guidance: f32,
-        steps: usize,
+        options: &FlowGenerateOptions,
         device: &Device,
     ) -> Tensor<3> {
-        let ids = condition_ids(labels, self.null_label(), guidance != 1.0, device);
+        let ids = condition_ids(labels, self.null_label(), options.guidance != 1.0, device);
         let mut cache: KvCache = self.core.new_cache();
         let z = self
             .core
@@ -182,7 +181,7 @@ impl ImageModel {
             unit_dim: self.patch_dim,
         };
         sampler
-            .sample(z, &mut cache, self.n_patches, guidance, steps)
+            .sample(z, &mut cache, self.n_patches, options)
             .clamp(-1.0, 1.0)
     }
 }
@@ -201,7 +200,12 @@ mod tests {
         let loss = model.loss(patches, labels).into_scalar::<f32>();
         assert!(loss.is_finite() && loss > 0.0);
         for guidance in [1.0, 2.0] {
-            let images = model.generate(&[0, 2, 1], guidance, 3, &device);
+            let options = FlowGenerateOptions {
+                guidance,
+                steps: 3,
+                ..FlowGenerateOptions::image()
+            };
+            let images = model.generate(&[0, 2, 1], &options, &device);
             assert_eq!(images.dims(), [3, 4, 16]);
             assert!(images.abs().max().into_scalar::<f32>() <= 1.0);
         }
