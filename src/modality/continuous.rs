@@ -121,12 +121,14 @@ impl FlowGenerateOptions {
         }
     }
 
-    /// Audio defaults: guidance 3, 25 steps, 50 clips a batch.
+    /// Audio defaults: guidance 3, 25 steps, temperature 0.7, 50 clips a batch. On the FSDD
+    /// model (step 6000), temperature 0.7 drew clearer harmonics than 1.0: 90% against 81%
+    /// conditional accuracy, Fréchet distance 309 against 377 (100 clips).
     pub fn audio() -> Self {
         Self {
             guidance: 3.0,
             steps: 25,
-            temperature: 1.0,
+            temperature: 0.7,
             seed: 0,
             batch_size: 50,
         }
