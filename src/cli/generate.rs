@@ -24,6 +24,37 @@ pub enum GenerateCommand {
     Audio(AudioArgs),
 }
 
+/// Sampling flags of the class-conditional generators, shared by `generate` and `eval`.
+#[derive(Args, Debug)]
+pub struct SamplingArgs {
+    /// Classifier-free guidance scale (1: off; default 1.5 for images, 3 for audio).
+    #[arg(long)]
+    guidance: Option<f32>,
+    /// Euler steps of the flow head per unit (default 16 for images, 25 for audio).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Scale of the flow head's starting noise (default 1 for images, 0.7 for audio; lower
+    /// is cleaner).
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    /// The sampling options: these flags over the modality's `defaults`.
+    pub fn options(&self, defaults: FlowGenerateOptions) -> FlowGenerateOptions {
+        FlowGenerateOptions {
+            guidance: self.guidance.unwrap_or(defaults.guidance),
+            steps: self.steps.unwrap_or(defaults.steps),
+            temperature: self.temperature.unwrap_or(defaults.temperature),
+            seed: self.seed,
+            ..defaults
+        }
+    }
+}
+
 /// Arguments shared by the class-conditional generators (image, audio).
 #[derive(Args, Debug)]
 pub struct FlowArgs {
@@ -36,35 +67,14 @@ pub struct FlowArgs {
     /// Samples to draw.
     #[arg(long, default_value_t = 10)]
     count: usize,
-    /// Classifier-free guidance scale (1: off; default 1.5 for images, 3 for audio).
-    #[arg(long)]
-    guidance: Option<f32>,
-    /// Euler steps of the flow head per unit (default 16 for images, 25 for audio).
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Scale of the flow head's starting noise (default: the modality's; lower is cleaner).
-    #[arg(long)]
-    temperature: Option<f32>,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
 }
 
 impl FlowArgs {
-    /// The sampling options: these flags over the modality's `defaults`.
-    fn options(&self, defaults: FlowGenerateOptions) -> FlowGenerateOptions {
-        FlowGenerateOptions {
-            guidance: self.guidance.unwrap_or(defaults.guidance),
-            steps: self.steps.unwrap_or(defaults.steps),
-            temperature: self.temperature.unwrap_or(defaults.temperature),
-            seed: self.seed,
-            ..defaults
-        }
-    }
-
     /// One label per sample to draw, checked against the request limit.
     fn labels(&self, n_classes: usize) -> anyhow::Result<Vec<Option<usize>>> {
         if self.count == 0 || self.count > MAX_SAMPLES {
@@ -214,7 +224,7 @@ fn image(args: ImageArgs) -> anyhow::Result<()> {
         unreachable!("load_image returns image models")
     };
     let labels = flow.labels(model_config.n_classes)?;
-    let options = flow.options(FlowGenerateOptions::image());
+    let options = flow.sampling.options(FlowGenerateOptions::image());
     let started = Instant::now();
     let images = generate_images(&model, &model_config.image, &labels, &options)?;
     let secs = started.elapsed().as_secs_f64();
@@ -250,7 +260,7 @@ fn audio(args: AudioArgs) -> anyhow::Result<()> {
         unreachable!("load_audio returns audio models")
     };
     let labels = flow.labels(model_config.n_classes)?;
-    let options = flow.options(FlowGenerateOptions::audio());
+    let options = flow.sampling.options(FlowGenerateOptions::audio());
     let started = Instant::now();
     let clips = generate_clips(&model, model_config, &labels, &options)?;
     let secs = started.elapsed().as_secs_f64();

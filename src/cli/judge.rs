@@ -17,6 +17,8 @@ use aigc::modality::judge::{
 use aigc::modality::Split;
 use aigc::train::{classifier_recipe, pretrain_classifier, Start};
 
+use super::generate::SamplingArgs;
+
 #[derive(Args, Debug)]
 pub struct EvalAudioArgs {
     /// Checkpoint directory (default: the shipped FSDD model).
@@ -31,18 +33,8 @@ pub struct EvalAudioArgs {
     /// Clips generated per class.
     #[arg(long, default_value_t = 30)]
     per_class: usize,
-    /// Classifier-free guidance scale (default: the modality's sampling default).
-    #[arg(long)]
-    guidance: Option<f32>,
-    /// Euler steps per unit (default: the modality's sampling default).
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Scale of the flow head's starting noise (default: the modality's sampling default).
-    #[arg(long)]
-    temperature: Option<f32>,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
 }
 
 #[derive(Args, Debug)]
@@ -59,18 +51,8 @@ pub struct EvalImageArgs {
     /// Images generated (and real images taken) per class.
     #[arg(long, default_value_t = 100)]
     per_class: usize,
-    /// Classifier-free guidance scale (default: the modality's sampling default).
-    #[arg(long)]
-    guidance: Option<f32>,
-    /// Euler steps per unit (default: the modality's sampling default).
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Scale of the flow head's starting noise (default: the modality's sampling default).
-    #[arg(long)]
-    temperature: Option<f32>,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
 }
 
 /// The judge in `dir`, trained there first (once) on `data()` if missing, for `epochs`
@@ -127,13 +109,13 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
         unreachable!("load_image returns image models")
     };
     let shape = image.image;
+    let test = ImageDataset::load(&data, Split::Test, shape)?.pictures();
     let judge = load_or_train_judge(&judge_dir, shape, image.n_classes, 1.6, || {
         Ok(JudgeData {
             train: ImageDataset::load(&data, Split::Train, shape)?.pictures(),
-            test: ImageDataset::load(&data, Split::Test, shape)?.pictures(),
+            test: test.clone(),
         })
     })?;
-    let test = ImageDataset::load(&data, Split::Test, shape)?.pictures();
     let reference = reference_features(&judge, &test)?;
     let real_score = score(
         &judge,
@@ -144,14 +126,7 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
     let labels: Vec<usize> = (0..image.n_classes)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
-    let defaults = FlowGenerateOptions::image();
-    let options = FlowGenerateOptions {
-        guidance: args.guidance.unwrap_or(defaults.guidance),
-        steps: args.steps.unwrap_or(defaults.steps),
-        temperature: args.temperature.unwrap_or(defaults.temperature),
-        seed: args.seed,
-        ..defaults
-    };
+    let options = args.sampling.options(FlowGenerateOptions::image());
     let started = std::time::Instant::now();
     let wanted: Vec<Option<usize>> = labels.iter().map(|&l| Some(l)).collect();
     let generated = generate_images(&model, &shape, &wanted, &options)?;
@@ -227,14 +202,7 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     let labels: Vec<usize> = (0..audio.n_classes)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
-    let defaults = FlowGenerateOptions::audio();
-    let options = FlowGenerateOptions {
-        guidance: args.guidance.unwrap_or(defaults.guidance),
-        steps: args.steps.unwrap_or(defaults.steps),
-        temperature: args.temperature.unwrap_or(defaults.temperature),
-        seed: args.seed,
-        ..defaults
-    };
+    let options = args.sampling.options(FlowGenerateOptions::audio());
     let started = std::time::Instant::now();
     let wanted: Vec<Option<usize>> = labels.iter().map(|&l| Some(l)).collect();
     let clips = generate_clips(&model, audio, &wanted, &options)?;

@@ -90,7 +90,15 @@ impl Classifier {
     /// # Shapes
     /// - `images`: `[B, C, H, W]`; returns `[B, n_classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.output.forward(self.features(images))
+        self.logits(self.features(images))
+    }
+
+    /// Class logits from penultimate features.
+    ///
+    /// # Shapes
+    /// - `features`: `[B, features]`; returns `[B, n_classes]`.
+    pub fn logits(&self, features: Tensor<2>) -> Tensor<2> {
+        self.output.forward(features)
     }
 
     /// Mean cross-entropy of `labels`.

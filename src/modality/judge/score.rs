@@ -30,7 +30,7 @@ pub fn classify(
         let refs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
         let f = classifier.features(picture_batch(&refs, shape, &device));
         width = f.dims()[1];
-        let logits = classifier.forward(picture_batch(&refs, shape, &device));
+        let logits = classifier.logits(f.clone());
         let classes: Vec<i64> = logits
             .argmax(1)
             .into_data()
