@@ -51,18 +51,39 @@ fn a_tiny_model_overfits_a_repetitive_corpus() {
 
 #[test]
 fn checkpoints_round_trip_to_identical_logits_and_resume_is_exact() {
+    assert_resume_is_exact(&TextRecipe::tiny());
+}
+
+/// With a moving average, the checkpoint ships the average and resumes both the average and
+/// the trained weights exactly.
+#[test]
+fn resume_is_exact_with_averaged_weights() {
+    let mut recipe = TextRecipe::tiny();
+    recipe.train.ema_decay = Some(0.9);
+    let run = assert_resume_is_exact(&recipe);
+    let shipped = std::fs::read(run.path().join("straight").join(checkpoint::WEIGHTS_FILE));
+    let trained = std::fs::read(
+        run.path()
+            .join("straight")
+            .join(checkpoint::TRAIN_WEIGHTS_FILE),
+    );
+    assert_ne!(shipped.unwrap(), trained.unwrap());
+}
+
+/// Trains `recipe` straight through and with an interruption at step 3, and checks both
+/// runs end with identical weights and losses; returns the directory holding both runs.
+fn assert_resume_is_exact(recipe: &TextRecipe) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let data = common::small_corpus(dir.path(), 20_000);
-    let recipe = TextRecipe::tiny();
     let straight = dir.path().join("straight");
-    pretrain_text(&data, &straight, Start::Fresh(&recipe), |_| {
+    pretrain_text(&data, &straight, Start::Fresh(recipe), |_| {
         ControlFlow::Continue(())
     })
     .unwrap();
 
     // Same run, interrupted after step 3 (not a checkpoint step), then resumed.
     let resumed = dir.path().join("resumed");
-    let stopped = pretrain_text(&data, &resumed, Start::Fresh(&recipe), |p| {
+    let stopped = pretrain_text(&data, &resumed, Start::Fresh(recipe), |p| {
         if p.step == 3 {
             ControlFlow::Break(())
         } else {
@@ -100,6 +121,7 @@ fn checkpoints_round_trip_to_identical_logits_and_resume_is_exact() {
     };
     assert_eq!(losses(&straight).len(), recipe.train.steps);
     assert_eq!(losses(&straight), losses(&resumed));
+    dir
 }
 
 #[test]

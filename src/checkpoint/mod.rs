@@ -50,6 +50,9 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Training progress file.
 pub const TRAIN_STATE_FILE: &str = "train_state.json";
+/// File name of the last step's weights, in runs that ship averaged weights as
+/// [`WEIGHTS_FILE`] (resumable checkpoints only).
+pub const TRAIN_WEIGHTS_FILE: &str = "train_weights.safetensors";
 /// Optimizer state file.
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 /// Model card file.
@@ -114,8 +117,11 @@ pub struct TrainState {
 pub struct Checkpoint<'a, M: Module> {
     /// The config to write.
     pub config: &'a CheckpointConfig,
-    /// The weights.
+    /// The weights to generate with.
     pub model: &'a M,
+    /// The weights the optimizer is training, when they differ from `model` (which then
+    /// holds their moving average).
+    pub train_weights: Option<&'a M>,
     /// The text codec, for models that read or write text.
     pub tokenizer: Option<&'a TextTokenizer>,
     /// Training progress.
@@ -141,14 +147,12 @@ impl<M: Module> Checkpoint<'_, M> {
         fs::create_dir_all(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
         write_json(&tmp.join(CONFIG_FILE), self.config)?;
         let mut state = self.state.clone();
-        state.param_ids = param_ids(self.model);
+        state.param_ids = param_ids(self.train_weights.unwrap_or(self.model));
         write_json(&tmp.join(TRAIN_STATE_FILE), &state)?;
-        let weights = tmp.join(WEIGHTS_FILE);
-        let mut store = SafetensorsStore::from_file(&weights)
-            .metadata("format_version", FORMAT_VERSION.to_string());
-        self.model
-            .save_into(&mut store)
-            .map_err(|e| checkpoint_err(&weights, format!("writing weights: {e}")))?;
+        save_weights(self.model, &tmp.join(WEIGHTS_FILE))?;
+        if let Some(train_weights) = self.train_weights {
+            save_weights(train_weights, &tmp.join(TRAIN_WEIGHTS_FILE))?;
+        }
         if let Some(tokenizer) = self.tokenizer {
             tokenizer.save(&tmp.join(TOKENIZER_FILE))?;
         }
@@ -284,7 +288,16 @@ pub fn load_train_state(dir: &Path) -> Result<TrainState> {
     read_json(&dir.join(TRAIN_STATE_FILE))
 }
 
-fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
+fn save_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
+    let mut store =
+        SafetensorsStore::from_file(path).metadata("format_version", FORMAT_VERSION.to_string());
+    model
+        .save_into(&mut store)
+        .map_err(|e| checkpoint_err(path, format!("writing weights: {e}")))
+}
+
+/// Loads the safetensors file at `path` into `model`, which must have exactly its tensors.
+pub(crate) fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
     if !path.is_file() {
         return Err(checkpoint_err(path, "weights file not found".into()));
     }
@@ -353,6 +366,7 @@ mod tests {
             let ckpt = Checkpoint {
                 config: &config,
                 model: &model,
+                train_weights: None,
                 tokenizer: Some(&tokenizer),
                 state: &state,
                 optimizer: None,

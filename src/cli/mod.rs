@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch for the `aigc` binary.
 
+mod bench;
 mod generate;
 mod judge;
 mod pretrain;
@@ -51,6 +52,9 @@ enum Command {
     Eval(report::EvalCommand),
     /// Describe a checkpoint: architecture, size, training progress.
     Info(report::InfoArgs),
+    /// Measure training and generation speed (compare with `benches/torch_twin.py`).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Parses the command line, runs it, and turns errors into a message and exit code 1.
@@ -76,6 +80,7 @@ pub fn run() -> ExitCode {
         Command::Pretrain(cmd) => pretrain::run(cmd),
         Command::Eval(cmd) => report::eval(cmd),
         Command::Info(args) => report::info(args),
+        Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,39 +25,45 @@ pub struct UnitSampler<'a> {
 }
 
 impl UnitSampler<'_> {
-    /// Draws `n_units` units after a prefix whose last output is `z` (already in `cache`).
-    /// `guidance != 1` expects `z` to hold the unconditional rows after the conditional ones.
-    /// Units are returned unclamped; each is fed back exactly as drawn.
+    /// Draws `lengths[r]` units for row `r` after a prefix whose last output is `z` (already
+    /// in `cache`). Rows must come longest first: the head then draws only for the leading
+    /// rows still unfinished, and the finished ones are fed zeros. `guidance != 1` expects
+    /// `z` to hold the unconditional rows after the conditional ones. Units are returned
+    /// unclamped; each is fed back exactly as drawn.
     ///
     /// # Shapes
-    /// - `z`: `[B, 1, D]`, or `[2B, 1, D]` with guidance; returns `[B, n_units, unit_dim]`.
+    /// - `z`: `[B, 1, D]`, or `[2B, 1, D]` with guidance; `lengths`: `B` counts;
+    ///   returns `[B, max(lengths), unit_dim]`, zero past each row's length.
     pub fn sample(
         &self,
         mut z: Tensor<3>,
         cache: &mut KvCache,
-        n_units: usize,
+        lengths: &[usize],
         options: &FlowGenerateOptions,
     ) -> Tensor<3> {
+        assert!(
+            lengths.windows(2).all(|w| w[0] >= w[1]),
+            "rows must come longest first"
+        );
         let (guidance, steps, temperature) = (options.guidance, options.steps, options.temperature);
         let guided = guidance != 1.0;
         let [rows, _, d] = z.dims();
-        let b = if guided { rows / 2 } else { rows };
+        let b = lengths.len();
+        assert_eq!(rows, if guided { 2 * b } else { b }, "one length per row");
+        let n_units = lengths.first().copied().unwrap_or(0);
         let mut units = Vec::with_capacity(n_units);
         for i in 0..n_units {
+            let active = lengths.iter().take_while(|&&l| l > i).count();
             let z_last = z.reshape([rows, d]);
-            let unit = if guided {
-                let (z_cond, z_null) = (z_last.clone().narrow(0, 0, b), z_last.narrow(0, b, b));
-                self.head.sample(
-                    z_cond,
-                    Some((z_null, guidance)),
-                    steps,
-                    self.unit_dim,
-                    temperature,
-                )
-            } else {
-                self.head
-                    .sample(z_last, None, steps, self.unit_dim, temperature)
-            }; // (B, unit_dim)
+            let z_cond = z_last.clone().narrow(0, 0, active);
+            let guide = guided.then(|| (z_last.narrow(0, b, active), guidance));
+            let mut unit = self
+                .head
+                .sample(z_cond, guide, steps, self.unit_dim, temperature); // (active, unit_dim)
+            if active < b {
+                let done = Tensor::zeros([b - active, self.unit_dim], &unit.device());
+                unit = Tensor::cat(vec![unit, done], 0);
+            }
             units.push(unit.clone().reshape([b, 1, self.unit_dim]));
             if i + 1 == n_units {
                 break;

@@ -121,10 +121,17 @@ impl FlowHead {
     /// # Shapes
     /// - `x_t`: `[N, unit_dim]`, `t`: `[N, 1]`, `z`: `[N, cond_dim]`; returns `[N, unit_dim]`.
     pub fn forward(&self, x_t: Tensor<2>, t: Tensor<2>, z: Tensor<2>) -> Tensor<2> {
-        let time = self
-            .time_out
-            .forward(silu(self.time_in.forward(self.time_features(t))));
-        let c = silu(self.cond.forward(z) + time); // (N, width), computed once for all blocks
+        self.velocity(x_t, self.time_embedding(t), self.cond.forward(z))
+    }
+
+    /// The velocity given the embedded time and the projected condition `cond(z)`, which
+    /// callers compute once and reuse across noise draws and Euler steps.
+    ///
+    /// # Shapes
+    /// - `x_t`: `[N, unit_dim]`, `time`: `[N, width]` or `[1, width]` (one time for all
+    ///   rows), `cond_z`: `[N, width]`; returns `[N, unit_dim]`.
+    fn velocity(&self, x_t: Tensor<2>, time: Tensor<2>, cond_z: Tensor<2>) -> Tensor<2> {
+        let c = silu(cond_z + time); // (N, width), computed once for all blocks
         let mut h = self.input.forward(x_t);
         for block in &self.blocks {
             let a = block.fc_in.forward(block.norm.forward(h.clone()))
@@ -134,6 +141,12 @@ impl FlowHead {
         self.output.forward(self.norm_out.forward(h))
     }
 
+    /// `[N, 1]` times -> `[N, width]` embeddings.
+    fn time_embedding(&self, t: Tensor<2>) -> Tensor<2> {
+        self.time_out
+            .forward(silu(self.time_in.forward(self.time_features(t))))
+    }
+
     /// Mean squared velocity error with `draws` noise/time samples per unit.
     ///
     /// # Shapes
@@ -141,7 +154,7 @@ impl FlowHead {
     pub fn loss(&self, x0: Tensor<2>, z: Tensor<2>, draws: usize, time: FlowTime) -> Tensor<1> {
         let [n, _] = x0.dims();
         let x0 = x0.repeat_dim(0, draws); // (N*K, unit_dim)
-        let z = z.repeat_dim(0, draws);
+        let cond_z = self.cond.forward(z).repeat_dim(0, draws);
         let eps = x0.random_like(Distribution::Normal(0.0, 1.0));
         let device = x0.device();
         let t = match time {
@@ -155,7 +168,7 @@ impl FlowHead {
             )),
         };
         let x_t = x0.clone() * (t.clone().neg() + 1.0) + eps.clone() * t.clone();
-        let v = self.forward(x_t, t, z);
+        let v = self.velocity(x_t, self.time_embedding(t), cond_z);
         (v - (eps - x0)).square().mean()
     }
 
@@ -181,21 +194,20 @@ impl FlowHead {
         if temperature != 1.0 {
             x = x * temperature as f64;
         }
-        let cond = match &guidance {
+        let cond_z = self.cond.forward(match &guidance {
             Some((z_null, _)) => Tensor::cat(vec![z, z_null.clone()], 0), // (2N, cond_dim)
             None => z,
-        };
+        });
         let dt = 1.0 / steps as f64;
         for i in 0..steps {
             let t_now = 1.0 - i as f64 * dt;
-            let rows = cond.dims()[0];
-            let t = Tensor::<2>::full([rows, 1], t_now, &device);
+            let time = self.time_embedding(Tensor::<2>::full([1, 1], t_now, &device));
             let x_in = if guidance.is_some() {
                 Tensor::cat(vec![x.clone(), x.clone()], 0)
             } else {
                 x.clone()
             };
-            let v = self.forward(x_in, t, cond.clone());
+            let v = self.velocity(x_in, time, cond_z.clone());
             let v = match &guidance {
                 Some((_, g)) => {
                     let v_cond = v.clone().narrow(0, 0, n);

@@ -100,6 +100,19 @@ impl AudioData {
         Self::from_datasets(&train, &test, config, batch_size)
     }
 
+    /// Loads both splits of the dataset at `path` for a new model of `config`, first fitting
+    /// the codec's per-bin statistics on the training split (into `config`).
+    pub fn fit_splits(
+        path: &Path,
+        config: &mut AudioModelConfig,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let train = AudioDataset::load(path, Split::Train, &config.format)?;
+        let test = AudioDataset::load(path, Split::Test, &config.format)?;
+        config.stats = Some(BinStats::fit(&config.format, &train.clips));
+        Self::from_datasets(&train, &test, config, batch_size)
+    }
+
     fn from_datasets(
         train: &AudioDataset,
         test: &AudioDataset,
@@ -188,10 +201,7 @@ pub fn pretrain_audio(
         Start::Fresh(recipe) => {
             recipe.validate()?;
             let mut model = recipe.model.clone();
-            let train = AudioDataset::load(data, Split::Train, &model.format)?;
-            let test = AudioDataset::load(data, Split::Test, &model.format)?;
-            model.stats = Some(BinStats::fit(&model.format, &train.clips));
-            let clips = AudioData::from_datasets(&train, &test, &model, recipe.train.batch_size)?;
+            let clips = AudioData::fit_splits(data, &mut model, recipe.train.batch_size)?;
             let session = Session::fresh(&recipe.train, device, |d| model.init(d))?;
             (
                 session,

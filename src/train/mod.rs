@@ -9,9 +9,11 @@
 //! run would have taken.
 
 mod audio;
+mod bench;
 mod classifier;
 mod clip;
 mod config;
+mod ema;
 mod eval;
 mod image;
 mod metrics;
@@ -19,6 +21,7 @@ mod schedule;
 mod text;
 
 pub use audio::{pretrain_audio, AudioData};
+pub use bench::{bench_training, median, TrainBench};
 pub use classifier::pretrain_classifier;
 pub use clip::clip_global_norm;
 pub use config::{classifier_recipe, AudioRecipe, ImageRecipe, Recipe, TextRecipe, TrainConfig};
@@ -38,6 +41,7 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use self::ema::Ema;
 use crate::card::model_card;
 use crate::checkpoint::{self, Checkpoint, CheckpointConfig, ModelConfig, TrainState};
 use crate::modality::text::TextTokenizer;
@@ -59,6 +63,24 @@ pub struct Progress {
     pub units_per_s: f64,
     /// Validation loss, on steps that evaluated.
     pub val_loss: Option<f64>,
+}
+
+/// Wall-clock seconds of one optimizer step's phases.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepTimes {
+    /// Drawing the batch and computing the loss.
+    pub forward: f64,
+    /// Gradients and their clipping.
+    pub backward: f64,
+    /// The AdamW update (and the weights' moving average, if any).
+    pub optimizer: f64,
+}
+
+impl StepTimes {
+    /// The whole step.
+    pub fn total(&self) -> f64 {
+        self.forward + self.backward + self.optimizer
+    }
 }
 
 /// Where a training run starts from.
@@ -93,6 +115,8 @@ pub trait Trainable: Module + Sized {
 /// A run in progress: weights, optimizer, progress and settings.
 pub(crate) struct Session<M> {
     pub model: M,
+    /// The moving average of `model`'s weights, in runs with `ema_decay`.
+    ema: Option<Ema<M>>,
     pub optim: ModuleOptimizer,
     pub state: TrainState,
     pub train: TrainConfig,
@@ -115,6 +139,7 @@ impl<M: Trainable> Session<M> {
             model
         };
         Ok(Self {
+            ema: train.ema_decay.map(|decay| Ema::new(&model, decay)),
             model,
             optim: optimizer(train),
             state: TrainState::default(),
@@ -123,7 +148,8 @@ impl<M: Trainable> Session<M> {
         })
     }
 
-    /// A session resumed from the checkpoint in `out`, whose weights are already in `model`.
+    /// A session resumed from the checkpoint in `out`, whose weights are already in `model`
+    /// (in runs with `ema_decay`, the averaged weights; the trained ones are loaded here).
     pub fn resumed(
         out: &Path,
         model: M,
@@ -135,6 +161,15 @@ impl<M: Trainable> Session<M> {
             message: "config.json has no training section, so there is nothing to resume".into(),
         })?;
         let state = checkpoint::load_train_state(out)?;
+        let (model, ema) = match train.ema_decay {
+            Some(decay) => {
+                let ema = Ema::new(&model, decay);
+                let mut trained = model;
+                checkpoint::load_weights(&mut trained, &out.join(checkpoint::TRAIN_WEIGHTS_FILE))?;
+                (trained, Some(ema))
+            }
+            None => (model, None),
+        };
         let model = checkpoint::restore_param_ids(model, &state);
         let optim_path = out.join(checkpoint::OPTIMIZER_FILE);
         let optim = optimizer(&train)
@@ -145,6 +180,7 @@ impl<M: Trainable> Session<M> {
             })?;
         Ok(Self {
             model,
+            ema,
             optim,
             state,
             train,
@@ -163,7 +199,8 @@ impl<M: Trainable> Session<M> {
         let card = model_card(config, &self.state);
         let ckpt = Checkpoint {
             config,
-            model: &self.model,
+            model: self.ema.as_ref().map_or(&self.model, |ema| &ema.model),
+            train_weights: self.ema.as_ref().map(|_| &self.model),
             tokenizer,
             state: &self.state,
             optimizer: Some(&self.optim),
@@ -177,11 +214,12 @@ impl<M: Trainable> Session<M> {
         lr_at(step, t.steps, t.lr, t.min_lr, t.warmup_steps)
     }
 
-    /// One optimizer step; returns its training loss.
-    fn step(&mut self, data: &M::Data) -> Result<f32> {
+    /// One optimizer step; returns its training loss and how long its phases took.
+    fn step(&mut self, data: &M::Data) -> Result<(f32, StepTimes)> {
         let step = self.state.step;
         let step_seed = mix(self.train.seed, step as u64);
         let mut rng = StdRng::seed_from_u64(step_seed);
+        let started = Instant::now();
         let loss = {
             let _rng = lock_device_rng();
             self.device.seed(step_seed ^ 0x5eed); // dropout masks and noise of this step
@@ -189,21 +227,34 @@ impl<M: Trainable> Session<M> {
                 .train_loss(data, &self.train, &mut rng, &self.device)
         };
         let value = loss.clone().into_scalar::<f32>();
+        let forward = started.elapsed();
         if !value.is_finite() {
             return Err(Error::Diverged { step, loss: value });
         }
         let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
         clip_global_norm(&self.model, &mut grads, self.train.grad_clip);
+        let backward = started.elapsed() - forward;
         self.model = self.optim.step(self.lr(step), self.model.clone(), grads);
+        if let Some(ema) = &mut self.ema {
+            ema.update(&self.model, step);
+        }
+        let optimizer = started.elapsed() - forward - backward;
         self.state.step += 1;
         self.state.tokens_seen += M::units_per_step(&self.train) as u64;
-        Ok(value)
+        let times = StepTimes {
+            forward: forward.as_secs_f64(),
+            backward: backward.as_secs_f64(),
+            optimizer: optimizer.as_secs_f64(),
+        };
+        Ok((value, times))
     }
 
+    /// Validation loss of the weights the checkpoint ships (the average, if any).
     fn val_loss(&self, data: &M::Data) -> Result<f64> {
         let _rng = lock_device_rng();
         self.device.seed(self.train.seed ^ 0xe7a1); // the same noise at every evaluation
-        self.model.valid().val_loss(data, &self.train)
+        let shipped = self.ema.as_ref().map_or(&self.model, |ema| &ema.model);
+        shipped.valid().val_loss(data, &self.train)
     }
 
     /// Trains until `train.steps` (or until `on_progress` breaks), calling `save` with the
@@ -222,7 +273,7 @@ impl<M: Trainable> Session<M> {
         let started = Instant::now();
         let (first_step, seconds_before) = (self.state.step, self.state.train_seconds);
         while self.state.step < self.train.steps {
-            let loss = self.step(data)?;
+            let (loss, _) = self.step(data)?;
             let s = self.state.step;
             let units_per_s = ((s - first_step) * M::units_per_step(&self.train)) as f64
                 / started.elapsed().as_secs_f64();

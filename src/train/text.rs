@@ -21,6 +21,13 @@ pub struct TextData {
     corpus: Corpus,
 }
 
+impl TextData {
+    /// Trains on `corpus`'s training split and validates on its validation split.
+    pub fn new(corpus: Corpus) -> Self {
+        Self { corpus }
+    }
+}
+
 impl Trainable for TextModel {
     type Data = TextData;
 

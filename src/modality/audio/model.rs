@@ -236,41 +236,57 @@ impl AudioModel {
         device: &Device,
     ) -> Vec<Vec<f32>> {
         let (b, guided) = (labels.len(), options.guidance != 1.0);
+        if b == 0 {
+            return Vec::new();
+        }
         let ids = condition_ids(labels, self.null_label(), guided, device);
         let rows = ids.dims()[0];
-        let mut cache = self.core.new_cache();
-        let z = self
-            .core
-            .forward_cached(self.class_embed.forward(ids), &mut cache); // (rows, 1, D)
+        let class = self.class_embed.forward(ids); // (rows, 1, D)
+        let z = self.core.forward(class.clone());
         let d = z.dims()[2];
         let logits = self
             .length_head
             .forward(z.reshape([rows, d]).narrow(0, 0, b));
         let lengths = sample_categorical(logits); // units - 1
-        let mut length_ids = lengths.clone();
+                                                  // Longest clips first, so the head only draws for the leading, unfinished rows.
+        let mut order: Vec<usize> = (0..b).collect();
+        order.sort_by_key(|&r| std::cmp::Reverse(lengths[r]));
+        let pick = |rows: &[usize]| {
+            let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+            Tensor::<1, Int>::from_data(TensorData::new(idx, [rows.len()]), device)
+        };
+        let mut row_order = order.clone();
+        let mut length_ids: Vec<i64> = order.iter().map(|&r| lengths[r]).collect();
         if guided {
-            length_ids.extend_from_slice(&lengths);
+            row_order.extend(order.iter().map(|&r| r + b));
+            length_ids.extend_from_within(..);
         }
         let length_ids =
             Tensor::<2, Int>::from_data(TensorData::new(length_ids, [rows, 1]), device);
-        let z = self
-            .core
-            .forward_cached(self.length_embed.forward(length_ids), &mut cache);
-        let longest = lengths.iter().max().map_or(0, |&l| l as usize + 1);
+        let prefix = Tensor::cat(
+            vec![
+                class.select(0, pick(&row_order)),
+                self.length_embed.forward(length_ids),
+            ],
+            1,
+        ); // (rows, 2, D): class token, length token
+        let mut cache = self.core.new_cache();
+        let z = self.core.forward_cached(prefix, &mut cache).narrow(1, 1, 1);
+        let sorted: Vec<usize> = order.iter().map(|&r| lengths[r] as usize + 1).collect();
         let sampler = UnitSampler {
             core: &self.core,
             head: &self.head,
             embed: &self.frame_embed,
             unit_dim: self.unit_dim,
         };
-        let units = sampler.sample(z, &mut cache, longest, options);
+        let units = sampler.sample(z, &mut cache, &sorted, options);
         let values: Vec<f32> = units.into_data().try_into_vec().expect("f32 units");
-        let per_clip = longest * self.unit_dim;
-        values
-            .chunks_exact(per_clip)
-            .zip(&lengths)
-            .map(|(clip, &l)| clip[..(l as usize + 1) * self.unit_dim].to_vec())
-            .collect()
+        let per_clip = sorted[0] * self.unit_dim;
+        let mut clips = vec![Vec::new(); b];
+        for ((clip, &r), &n) in values.chunks_exact(per_clip).zip(&order).zip(&sorted) {
+            clips[r] = clip[..n * self.unit_dim].to_vec();
+        }
+        clips
     }
 }
 

@@ -181,7 +181,7 @@ impl ImageModel {
             unit_dim: self.patch_dim,
         };
         sampler
-            .sample(z, &mut cache, self.n_patches, options)
+            .sample(z, &mut cache, &vec![self.n_patches; labels.len()], options)
             .clamp(-1.0, 1.0)
     }
 }
