@@ -260,3 +260,43 @@ fn bad_training_inputs_are_clear_errors() {
     ]);
     fails_with(&resume_nothing, "not found");
 }
+
+/// Ctrl-C during training: the step in progress finishes, a checkpoint of it is saved, the
+/// process exits with 130, and the checkpoint loads.
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::small_corpus(dir.path(), 20_000);
+    let out = dir.path().join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_aigc"))
+        .args(["pretrain", "text", "--preset", "tiny", "--steps", "1000000"])
+        .args([
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = out.join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 20 {
+        assert!(started.elapsed().as_secs() < 120, "training never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: sends SIGINT to the child we spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted: checkpoint of step"));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("train_state.json")).unwrap())
+            .unwrap();
+    let step = state["step"].as_u64().unwrap();
+    assert!(step >= 20, "saved step {step}");
+    let lines = std::fs::read_to_string(&metrics).unwrap().lines().count() as u64;
+    assert_eq!(lines, step, "the checkpoint holds the last finished step");
+    let info = aigc(&["info", "--model", out.to_str().unwrap()]);
+    assert!(info.status.success(), "{}", stderr(&info));
+}

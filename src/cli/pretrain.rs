@@ -2,6 +2,7 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
@@ -143,9 +144,22 @@ fn train<R: Recipe + DeserializeOwned>(
         Start::Fresh(&recipe)
     };
     let bar = progress_bar();
-    let state = pretrain(&args.data, &args.out, start, &mut |p| report(&bar, p))
+    stop_on_signals();
+    let mut on_progress = |p: &Progress| match INTERRUPTED.load(Ordering::SeqCst) {
+        true => ControlFlow::Break(()), // the loop saves a checkpoint, then stops
+        false => report(&bar, p),
+    };
+    let state = pretrain(&args.data, &args.out, start, &mut on_progress)
         .with_context(|| format!("training on {}", args.data.display()))?;
     bar.finish_and_clear();
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        eprintln!(
+            "interrupted: checkpoint of step {} saved in {}; continue with the same command and --resume",
+            state.step,
+            args.out.display()
+        );
+        std::process::exit(130);
+    }
     eprintln!(
         "done: {} steps, {} units in {:.0} s; val loss {}; checkpoint in {}",
         state.step,
@@ -155,6 +169,27 @@ fn train<R: Recipe + DeserializeOwned>(
         args.out.display()
     );
     Ok(())
+}
+
+/// Set by the first Ctrl-C (SIGINT) or SIGTERM: training finishes its step, saves a
+/// checkpoint and exits with code 130.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // A second signal stops at once; checkpoints are written atomically, so the last
+        // complete one stays intact.
+        // SAFETY: `_exit` is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+fn stop_on_signals() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only swaps an atomic and may call the async-signal-safe `_exit`.
+        unsafe { libc::signal(signal, handler) };
+    }
 }
 
 fn resolve_recipe<R: Recipe + DeserializeOwned>(
