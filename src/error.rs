@@ -53,13 +53,18 @@ pub enum Error {
     /// A generation request cannot be served (prompt too long, unknown characters, ...).
     #[error("{0}")]
     Input(String),
-    /// Training diverged (NaN or infinite loss).
-    #[error("training diverged at step {step}: loss is {loss}")]
+    /// Training diverged (NaN or infinite loss or gradient); nothing of that step is saved.
+    #[error(
+        "training diverged at step {step}: {what} is {value}; the last checkpoint is intact \
+         (try a lower lr or grad_clip, then --resume)"
+    )]
     Diverged {
         /// The optimizer step at which it happened.
         step: usize,
-        /// The offending loss value.
-        loss: f32,
+        /// "loss" or "gradient norm".
+        what: &'static str,
+        /// The offending value.
+        value: f32,
     },
 }
 

@@ -163,15 +163,19 @@ fn missing_and_corrupt_checkpoints_are_clear_errors() {
 
     let model = train_tiny(dir.path());
     let m = Path::new(&model);
-    let copy = |name: &str| {
+    // Copies without SHA256SUMS, as after an edit by hand, so loading checks the contents.
+    let copy_with = |name: &str, with_sums: bool| {
         let d = dir.path().join(name);
         std::fs::create_dir_all(&d).unwrap();
         for f in std::fs::read_dir(m).unwrap() {
             let f = f.unwrap().path();
-            std::fs::copy(&f, d.join(f.file_name().unwrap())).unwrap();
+            if with_sums || !f.ends_with(aigc::checkpoint::CHECKSUM_FILE) {
+                std::fs::copy(&f, d.join(f.file_name().unwrap())).unwrap();
+            }
         }
         d
     };
+    let copy = |name: &str| copy_with(name, false);
     let gen = |d: &Path| {
         aigc(&[
             "generate",
@@ -188,6 +192,15 @@ fn missing_and_corrupt_checkpoints_are_clear_errors() {
     let bytes = std::fs::read(&w).unwrap();
     std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
     fails_with(&gen(&d), "model.safetensors");
+
+    // One flipped bit in the last weight: still a valid file, caught by the checksum.
+    let d = copy_with("flipped", true);
+    let w = d.join("model.safetensors");
+    let mut bytes = std::fs::read(&w).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&w, &bytes).unwrap();
+    fails_with(&gen(&d), "SHA-256 mismatch");
+    assert!(gen(&copy("flipped-unchecked")).status.success());
 
     let d = copy("garbage-config");
     std::fs::write(d.join("config.json"), "{ not json").unwrap();

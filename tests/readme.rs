@@ -66,3 +66,21 @@ fn the_audio_recipe_file_is_the_fsdd_preset() {
     let recipe: aigc::train::AudioRecipe = aigc::checkpoint::read_json(&path).unwrap();
     assert_eq!(recipe, aigc::train::AudioRecipe::fsdd());
 }
+
+/// Every shipped checkpoint lists its config and weights in SHA256SUMS, and they match.
+#[test]
+fn shipped_checkpoints_carry_matching_checksums() {
+    let models = common::root().join("models");
+    for entry in std::fs::read_dir(models).unwrap() {
+        let dir = entry.unwrap().path();
+        let sums = std::fs::read_to_string(dir.join(aigc::checkpoint::CHECKSUM_FILE))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for file in ["config.json", "model.safetensors"] {
+            assert!(sums.contains(&format!("  {file}\n")), "{}", dir.display());
+        }
+        for line in sums.lines() {
+            let (_, file) = line.split_once("  ").unwrap();
+            aigc::checkpoint::verify(&dir.join(file)).unwrap();
+        }
+    }
+}

@@ -14,12 +14,14 @@
 //! leaves a half-written checkpoint under the real name.
 
 mod atomic;
+mod checksums;
 mod param_ids;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+pub use checksums::{verify, CHECKSUM_FILE};
 pub use param_ids::restore_param_ids;
 
 use atomic::{replace_dir, sibling, sync_dir_files};
@@ -165,6 +167,7 @@ impl<M: Module> Checkpoint<'_, M> {
         let card = tmp.join(CARD_FILE);
         fs::write(&card, self.card).map_err(|e| Error::io("writing", &card, e))?;
         extra(&tmp)?;
+        checksums::write(&tmp)?;
         sync_dir_files(&tmp)?;
         replace_dir(&tmp, dir)
     }
@@ -179,6 +182,7 @@ pub fn load_config(dir: &Path) -> Result<CheckpointConfig> {
         ));
     }
     let path = dir.join(CONFIG_FILE);
+    verify(&path)?;
     let value: serde_json::Value = read_json(&path)?;
     let version = value.get("format_version").and_then(|v| v.as_u64());
     if version != Some(FORMAT_VERSION as u64) {
@@ -215,7 +219,9 @@ pub fn load_text(
     let ModelConfig::Text(text) = &config.model else {
         return Err(wrong_modality(dir, &config, Modality::Text));
     };
-    let tokenizer = TextTokenizer::load(&dir.join(TOKENIZER_FILE))?;
+    let tokenizer_path = dir.join(TOKENIZER_FILE);
+    verify(&tokenizer_path)?;
+    let tokenizer = TextTokenizer::load(&tokenizer_path)?;
     if tokenizer.vocab_size() != text.vocab_size {
         return Err(checkpoint_err(
             dir,
@@ -285,7 +291,9 @@ fn with_article(modality: Modality) -> String {
 
 /// Reads `train_state.json` from `dir`.
 pub fn load_train_state(dir: &Path) -> Result<TrainState> {
-    read_json(&dir.join(TRAIN_STATE_FILE))
+    let path = dir.join(TRAIN_STATE_FILE);
+    verify(&path)?;
+    read_json(&path)
 }
 
 fn save_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
@@ -301,6 +309,7 @@ pub(crate) fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> 
     if !path.is_file() {
         return Err(checkpoint_err(path, "weights file not found".into()));
     }
+    verify(path)?;
     let mut store = SafetensorsStore::from_file(path);
     let result = model
         .load_from(&mut store)

@@ -172,6 +172,7 @@ impl<M: Trainable> Session<M> {
         };
         let model = checkpoint::restore_param_ids(model, &state);
         let optim_path = out.join(checkpoint::OPTIMIZER_FILE);
+        checkpoint::verify(&optim_path)?;
         let optim = optimizer(&train)
             .load(&optim_path)
             .map_err(|e| Error::Checkpoint {
@@ -228,11 +229,15 @@ impl<M: Trainable> Session<M> {
         };
         let value = loss.clone().into_scalar::<f32>();
         let forward = started.elapsed();
+        let diverged = |what, value| Error::Diverged { step, what, value };
         if !value.is_finite() {
-            return Err(Error::Diverged { step, loss: value });
+            return Err(diverged("loss", value));
         }
         let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        clip_global_norm(&self.model, &mut grads, self.train.grad_clip);
+        let norm = clip_global_norm(&self.model, &mut grads, self.train.grad_clip);
+        if !norm.is_finite() {
+            return Err(diverged("gradient norm", norm));
+        }
         let backward = started.elapsed() - forward;
         self.model = self.optim.step(self.lr(step), self.model.clone(), grads);
         if let Some(ema) = &mut self.ema {
@@ -354,4 +359,76 @@ fn mix(seed: u64, step: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Initializer, Linear, LinearConfig};
+
+    /// A one-layer model whose loss is NaN, or finite with a NaN gradient.
+    #[derive(Module, Debug)]
+    struct Probe {
+        linear: Linear,
+        nan_loss: bool,
+    }
+
+    impl Trainable for Probe {
+        type Data = ();
+
+        fn train_loss(
+            &self,
+            _: &(),
+            _: &TrainConfig,
+            _: &mut StdRng,
+            device: &Device,
+        ) -> Tensor<1> {
+            let w = self.linear.forward(Tensor::<2>::ones([1, 2], device));
+            if self.nan_loss {
+                w.sum() * f32::NAN
+            } else {
+                w.square().sqrt().sum() // zero weights: loss 0, gradient 0/0
+            }
+        }
+
+        fn val_loss(&self, _: &(), _: &TrainConfig) -> Result<f64> {
+            Ok(0.0)
+        }
+
+        fn units_per_step(_: &TrainConfig) -> usize {
+            1
+        }
+    }
+
+    fn first_step(nan_loss: bool) -> Error {
+        let init = |d: &Device| {
+            let linear = LinearConfig::new(2, 2)
+                .with_initializer(Initializer::Zeros)
+                .init(d);
+            Ok(Probe { linear, nan_loss })
+        };
+        let device = crate::default_device().autodiff();
+        let mut session = Session::fresh(&TrainConfig::tiny(), device, init).unwrap();
+        let err = session.step(&()).unwrap_err();
+        assert_eq!(session.state.step, 0, "a diverged step is not counted");
+        err
+    }
+
+    #[test]
+    fn a_nan_loss_or_gradient_stops_training() {
+        assert!(matches!(
+            first_step(true),
+            Error::Diverged { what: "loss", .. }
+        ));
+        let err = first_step(false);
+        assert!(matches!(
+            err,
+            Error::Diverged {
+                what: "gradient norm",
+                step: 0,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("the last checkpoint is intact"));
+    }
 }
