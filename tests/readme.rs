@@ -73,6 +73,9 @@ fn shipped_checkpoints_carry_matching_checksums() {
     let models = common::root().join("models");
     for entry in std::fs::read_dir(models).unwrap() {
         let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue; // models/README.md
+        }
         let sums = std::fs::read_to_string(dir.join(aigc::checkpoint::CHECKSUM_FILE))
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         for file in ["config.json", "model.safetensors"] {

@@ -64,9 +64,13 @@ impl AudioDataset {
                 message: format!("no WAV files for the {split:?} split"),
             });
         }
+        // Read in parallel, then report the first bad file in name order (rayon's own
+        // `collect::<Result<_>>` would report whichever failed first in time).
         let clips = chosen
             .par_iter()
             .map(|(file, _)| Ok(prepare(format, &read_wav(file, format.sample_rate)?)))
+            .collect::<Vec<Result<_>>>()
+            .into_iter()
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             classes: labelled.classes,
