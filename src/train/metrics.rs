@@ -51,7 +51,10 @@ impl MetricsLog {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        std::fs::write(&path, kept.concat()).map_err(|e| Error::io("writing", &path, e))?;
+        // Temp + rename: a kill here must not lose the lines already logged.
+        let tmp = path.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, kept.concat()).map_err(|e| Error::io("writing", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming into place", &path, e))?;
         Ok(Self { path })
     }
 
