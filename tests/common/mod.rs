@@ -15,3 +15,15 @@ pub fn small_corpus(dir: &Path, n: usize) -> PathBuf {
     std::fs::write(&path, &text[..n]).unwrap();
     path
 }
+
+/// A tiny text model trained for a few steps in `dir/tiny-model`; returns its directory.
+pub fn tiny_text_model(dir: &Path) -> PathBuf {
+    let data = small_corpus(dir, 20_000);
+    let out = dir.join("tiny-model");
+    let recipe = aigc::train::TextRecipe::tiny();
+    aigc::train::pretrain_text(&data, &out, aigc::train::Start::Fresh(&recipe), |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    out
+}

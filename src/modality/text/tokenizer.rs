@@ -102,9 +102,21 @@ impl TextTokenizer {
 
     /// Loads a `tokenizer.json`.
     pub fn load(path: &Path) -> Result<Self> {
-        let inner = Tokenizer::from_file(path)
-            .map_err(|e| Error::Tokenizer(format!("loading {}: {e}", path.display())))?;
-        Ok(Self { inner })
+        let err =
+            |message: String| Error::Tokenizer(format!("loading {}: {message}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
+        serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|e| err(format!("not JSON: {e}")))?;
+        // tokenizers 0.23 panics on some malformed sections instead of returning an error
+        // (found by tests/fuzz.rs); turn that into an error too.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {})); // the error below says it; no panic message
+        let parsed = std::panic::catch_unwind(|| text.parse::<Tokenizer>());
+        std::panic::set_hook(hook);
+        let parsed = parsed.map_err(|_| err("malformed tokenizer.json".into()))?;
+        Ok(Self {
+            inner: parsed.map_err(|e| err(e.to_string()))?,
+        })
     }
 
     /// Writes `tokenizer.json`.
