@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     let labels = vec![Some(digit); 4];
     let options = FlowGenerateOptions {
         seed: 42,
-        ..FlowGenerateOptions::audio() // guidance 3, 25 Euler steps per unit, temperature 0.7
+        ..FlowGenerateOptions::audio() // guidance 2, 16 Euler steps per unit, temperature 0.7
     };
     let clips = generate_clips(&model, audio, &labels, &options)?;
     std::fs::create_dir_all(&out)?;

@@ -27,10 +27,10 @@ pub enum GenerateCommand {
 /// Sampling flags of the class-conditional generators, shared by `generate` and `eval`.
 #[derive(Args, Debug)]
 pub struct SamplingArgs {
-    /// Classifier-free guidance scale (1: off; default 1.5 for images, 3 for audio).
+    /// Classifier-free guidance scale (1: off; default 1.5 for images, 2 for audio).
     #[arg(long)]
     guidance: Option<f32>,
-    /// Euler steps of the flow head per unit (default 16 for images, 25 for audio).
+    /// Euler steps of the flow head per unit (16 by default).
     #[arg(long)]
     steps: Option<usize>,
     /// Scale of the flow head's starting noise (default 1 for images, 0.7 for audio; lower

@@ -127,13 +127,14 @@ impl FlowGenerateOptions {
         }
     }
 
-    /// Audio defaults: guidance 3, 25 steps, temperature 0.7, 50 clips a batch. On the FSDD
-    /// model (step 6000), temperature 0.7 drew clearer harmonics than 1.0: 90% against 81%
-    /// conditional accuracy, Fréchet distance 309 against 377 (100 clips).
+    /// Audio defaults: guidance 2, 16 steps, temperature 0.7, 50 clips a batch. On the
+    /// shipped FSDD model (300 clips): guidance 2 scores 87% conditional accuracy at Fréchet
+    /// distance 153, guidance 3 93% at 245 (uniform, noisier clips), 1.5 78% at 157; 16 Euler
+    /// steps score as 25 at 1.6x the speed; temperature 1.0 loses 10 points of accuracy.
     pub fn audio() -> Self {
         Self {
-            guidance: 3.0,
-            steps: 25,
+            guidance: 2.0,
+            steps: 16,
             temperature: 0.7,
             seed: 0,
             batch_size: 50,
