@@ -200,7 +200,7 @@ impl<M: Trainable> Session<M> {
         let card = model_card(config, &self.state);
         let ckpt = Checkpoint {
             config,
-            model: self.ema.as_ref().map_or(&self.model, |ema| &ema.model),
+            model: self.shipped(),
             train_weights: self.ema.as_ref().map(|_| &self.model),
             tokenizer,
             state: &self.state,
@@ -208,6 +208,11 @@ impl<M: Trainable> Session<M> {
             card: &card,
         };
         ckpt.save_with(out, |tmp| metrics.copy_into(tmp))
+    }
+
+    /// The weights a checkpoint ships and generates with: the moving average, if any.
+    fn shipped(&self) -> &M {
+        self.ema.as_ref().map_or(&self.model, |ema| &ema.model)
     }
 
     fn lr(&self, step: usize) -> f64 {
@@ -258,8 +263,7 @@ impl<M: Trainable> Session<M> {
     fn val_loss(&self, data: &M::Data) -> Result<f64> {
         let _rng = lock_device_rng();
         self.device.seed(self.train.seed ^ 0xe7a1); // the same noise at every evaluation
-        let shipped = self.ema.as_ref().map_or(&self.model, |ema| &ema.model);
-        shipped.valid().val_loss(data, &self.train)
+        self.shipped().valid().val_loss(data, &self.train)
     }
 
     /// Trains until `train.steps` (or until `on_progress` breaks), calling `save` with the
