@@ -20,6 +20,8 @@ use aigc::train::{
     TrainBench, TrainConfig,
 };
 
+use super::generate::every_class;
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Time training steps (forward, backward, optimizer) on fresh weights.
@@ -220,7 +222,7 @@ fn bench_generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
                 unreachable!("load_image returns image models")
             };
             let count = args.count.unwrap_or(100);
-            let labels: Vec<Option<usize>> = (0..count).map(|i| Some(i % 10)).collect();
+            let labels = every_class(count, image.n_classes);
             let options = FlowGenerateOptions::image();
             let seconds = timed_runs(args.runs, || {
                 generate_images(&model, &image.image, &labels, &options).map(drop)
@@ -234,7 +236,7 @@ fn bench_generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
                 unreachable!("load_audio returns audio models")
             };
             let count = args.count.unwrap_or(50);
-            let labels: Vec<Option<usize>> = (0..count).map(|i| Some(i % 10)).collect();
+            let labels = every_class(count, audio.n_classes);
             let options = FlowGenerateOptions::audio();
             let seconds = timed_runs(args.runs, || {
                 generate_clips(&model, audio, &labels, &options).map(drop)

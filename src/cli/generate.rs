@@ -55,6 +55,11 @@ impl SamplingArgs {
     }
 }
 
+/// `count` labels cycling through every class: 0, 1, ..., n_classes - 1, 0, ...
+pub fn every_class(count: usize, n_classes: usize) -> Vec<Option<usize>> {
+    (0..count).map(|i| Some(i % n_classes)).collect()
+}
+
 /// Arguments shared by the class-conditional generators (image, audio).
 #[derive(Args, Debug)]
 pub struct FlowArgs {
@@ -84,7 +89,7 @@ impl FlowArgs {
             );
         }
         Ok(match self.label.as_deref() {
-            None => (0..self.count).map(|i| Some(i % n_classes)).collect(),
+            None => every_class(self.count, n_classes),
             Some("none") => vec![None; self.count],
             Some(l) => {
                 let label: usize = l.parse().with_context(|| {
