@@ -241,14 +241,17 @@ impl AudioModel {
         }
         let ids = condition_ids(labels, self.null_label(), guided, device);
         let rows = ids.dims()[0];
-        let class = self.class_embed.forward(ids); // (rows, 1, D)
+        // The class token, (rows, 1, D), goes through the core twice: here for the lengths,
+        // and in the cached prefix below with the rows reordered (a cache cannot reorder).
+        let class = self.class_embed.forward(ids);
         let z = self.core.forward(class.clone());
         let d = z.dims()[2];
         let logits = self
             .length_head
             .forward(z.reshape([rows, d]).narrow(0, 0, b));
         let lengths = sample_categorical(logits); // units - 1
-                                                  // Longest clips first, so the head only draws for the leading, unfinished rows.
+
+        // Longest clips first, so the head only draws for the leading, unfinished rows.
         let mut order: Vec<usize> = (0..b).collect();
         order.sort_by_key(|&r| std::cmp::Reverse(lengths[r]));
         let pick = |rows: &[usize]| {
