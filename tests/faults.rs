@@ -7,8 +7,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use burn::prelude::*;
-
 const STEPS: &str = "300";
 
 fn pretrain(data: &Path, out: &Path, resume: bool) -> Command {
@@ -29,16 +27,6 @@ fn finished(o: &Output) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains(&format!("done: {STEPS} steps")), "{err}");
-}
-
-fn losses(dir: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-    text.lines()
-        .map(|l| {
-            let m: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!("{} {}", m["step"], m["loss"])
-        })
-        .collect()
 }
 
 #[test]
@@ -75,13 +63,11 @@ fn kill_9_at_any_moment_loses_nothing_and_resume_is_exact() {
     let resume = killed.join(aigc::checkpoint::CONFIG_FILE).exists();
     finished(&pretrain(&data, &killed, resume).output().unwrap());
 
-    assert_eq!(losses(&straight), losses(&killed));
-    let logits = |d: &Path| -> Vec<f32> {
-        let device = aigc::default_device();
-        let (model, _, _) = aigc::checkpoint::load_text(d, &device).unwrap();
-        let ids =
-            Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5, 9, 2], [1, 4]), &device);
-        model.forward(ids).into_data().try_into_vec().unwrap()
-    };
-    assert_eq!(logits(&straight), logits(&killed), "final weights differ");
+    assert_eq!(common::losses(&straight), common::losses(&killed));
+    let ids = [1, 5, 9, 2];
+    assert_eq!(
+        common::logits_of(&straight, &ids),
+        common::logits_of(&killed, &ids),
+        "final weights differ"
+    );
 }

@@ -11,13 +11,6 @@ use aigc::sample::SamplingConfig;
 use aigc::train::{pretrain_text, Start, TextRecipe};
 use burn::prelude::*;
 
-fn logits_of(dir: &std::path::Path, ids: &[i64]) -> Vec<f32> {
-    let device = aigc::default_device();
-    let (model, _, _) = checkpoint::load_text(dir, &device).unwrap();
-    let x = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), &device);
-    model.forward(x).into_data().try_into_vec().unwrap()
-}
-
 #[test]
 fn a_tiny_model_overfits_a_repetitive_corpus() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,25 +95,16 @@ fn assert_resume_is_exact(recipe: &TextRecipe) -> tempfile::TempDir {
     assert_eq!(state.step, recipe.train.steps);
 
     let ids = [5, 9, 13, 2, 7];
-    let a = logits_of(&straight, &ids);
-    let b = logits_of(&resumed, &ids);
+    let a = common::logits_of(&straight, &ids);
+    let b = common::logits_of(&resumed, &ids);
     assert_eq!(
         a, b,
         "resumed training must match uninterrupted training exactly"
     );
     // Loading twice gives identical logits too (and weights changed from the step-0 checkpoint).
-    assert_eq!(a, logits_of(&straight, &ids));
-    let losses = |d: &std::path::Path| -> Vec<(u64, f64)> {
-        let text = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
-        text.lines()
-            .map(|l| {
-                let m: serde_json::Value = serde_json::from_str(l).unwrap();
-                (m["step"].as_u64().unwrap(), m["loss"].as_f64().unwrap())
-            })
-            .collect()
-    };
-    assert_eq!(losses(&straight).len(), recipe.train.steps);
-    assert_eq!(losses(&straight), losses(&resumed));
+    assert_eq!(a, common::logits_of(&straight, &ids));
+    assert_eq!(common::losses(&straight).len(), recipe.train.steps);
+    assert_eq!(common::losses(&straight), common::losses(&resumed));
     dir
 }
 

@@ -27,3 +27,23 @@ pub fn tiny_text_model(dir: &Path) -> PathBuf {
     .unwrap();
     out
 }
+
+/// Logits of the text model in `dir` for one sequence of token ids.
+pub fn logits_of(dir: &Path, ids: &[i64]) -> Vec<f32> {
+    use burn::prelude::*;
+    let device = aigc::default_device();
+    let (model, _, _) = aigc::checkpoint::load_text(dir, &device).unwrap();
+    let x = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), &device);
+    model.forward(x).into_data().try_into_vec().unwrap()
+}
+
+/// `(step, loss)` of every line of the run's `metrics.jsonl`.
+pub fn losses(dir: &Path) -> Vec<(u64, f64)> {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).unwrap();
+            (m["step"].as_u64().unwrap(), m["loss"].as_f64().unwrap())
+        })
+        .collect()
+}
