@@ -313,3 +313,22 @@ fn ctrl_c_saves_a_checkpoint_and_exits_130() {
     let info = aigc(&["info", "--model", out.to_str().unwrap()]);
     assert!(info.status.success(), "{}", stderr(&info));
 }
+
+/// Requests that would exhaust memory or disk are refused up front.
+#[test]
+fn absurd_sample_counts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for (modality, count) in [("image", "1000000"), ("audio", "0")] {
+        let o = aigc(&[
+            "generate",
+            modality,
+            "--count",
+            count,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        fails_with(&o, "--count must be between 1 and 10000");
+    }
+    assert!(!out.exists(), "nothing is written for a refused request");
+}

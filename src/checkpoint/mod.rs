@@ -110,6 +110,9 @@ pub struct TrainState {
     pub train_loss: Option<f64>,
     /// Last validation loss (nats per token).
     pub val_loss: Option<f64>,
+    /// Steps skipped for a NaN or infinite loss or gradient (see `skip_nonfinite_steps`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_steps: usize,
     /// Parameter path -> optimizer id, so optimizer state finds its parameters on resume.
     #[serde(default)]
     pub param_ids: BTreeMap<String, u64>,
@@ -141,12 +144,32 @@ impl<M: Module> Checkpoint<'_, M> {
     }
 
     /// Like [`Checkpoint::save`], letting `extra` add files to the new directory first.
+    ///
+    /// A failed write (full disk, file size limit, unwritable directory) removes the
+    /// half-written temporary directory and leaves the previous checkpoint as it was.
     pub fn save_with(&self, dir: &Path, extra: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         let tmp = sibling(dir, "tmp");
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
         }
-        fs::create_dir_all(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+        if let Err(e) = self.write_files(&tmp, extra) {
+            let _ = fs::remove_dir_all(&tmp); // best effort: frees the space it took
+            let kept = if dir.exists() {
+                "the previous checkpoint there is intact"
+            } else {
+                "nothing was saved"
+            };
+            return Err(checkpoint_err(
+                dir,
+                format!("could not save ({e}); {kept} (free some space or choose another --out)"),
+            ));
+        }
+        replace_dir(&tmp, dir)
+    }
+
+    /// Writes every file of the checkpoint into `tmp`, synced to disk.
+    fn write_files(&self, tmp: &Path, extra: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+        fs::create_dir_all(tmp).map_err(|e| Error::io("creating", tmp, e))?;
         write_json(&tmp.join(CONFIG_FILE), self.config)?;
         let mut state = self.state.clone();
         state.param_ids = param_ids(self.train_weights.unwrap_or(self.model));
@@ -166,10 +189,9 @@ impl<M: Module> Checkpoint<'_, M> {
         }
         let card = tmp.join(CARD_FILE);
         fs::write(&card, self.card).map_err(|e| Error::io("writing", &card, e))?;
-        extra(&tmp)?;
-        checksums::write(&tmp)?;
-        sync_dir_files(&tmp)?;
-        replace_dir(&tmp, dir)
+        extra(tmp)?;
+        checksums::write(tmp)?;
+        sync_dir_files(tmp)
     }
 }
 
@@ -324,6 +346,11 @@ pub(crate) fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> 
         ));
     }
     Ok(())
+}
+
+/// For `skip_serializing_if`: counters that are zero stay out of the JSON.
+pub(crate) fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn checkpoint_err(path: &Path, message: String) -> Error {

@@ -85,10 +85,25 @@ pub fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes, "context: error: cause", leaving out a cause that the message before
+/// it already quotes (the library's I/O and JSON errors include their source).
+fn describe(e: &anyhow::Error) -> String {
+    let mut messages = e.chain().map(|cause| cause.to_string());
+    let mut text = messages.next().unwrap_or_default();
+    let mut parent = text.clone();
+    for message in messages {
+        if !parent.contains(&message) {
+            text = format!("{text}: {message}");
+        }
+        parent = message;
+    }
+    text
 }
 
 /// Resolves a shipped artifact: relative to the working directory if it exists there,
@@ -99,4 +114,16 @@ fn shipped(path: &str) -> PathBuf {
         return local.to_path_buf();
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn causes_already_quoted_are_not_repeated() {
+        let io = std::io::Error::other("disk full");
+        let e = anyhow::Error::new(aigc::Error::io("writing", "w.bin", io)).context("saving");
+        assert_eq!(super::describe(&e), "saving: writing w.bin: disk full");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::describe(&e), "outer: inner");
+    }
 }

@@ -49,6 +49,11 @@ pub struct TrainConfig {
     /// samples with (e.g. 0.999); none: ship the last step's weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ema_decay: Option<f64>,
+    /// How many steps in a row may be skipped because their loss or gradient is NaN or
+    /// infinite (the step's batch is dropped and no weight changes). Beyond that, and at the
+    /// first such step with 0 (the default), training stops with an error.
+    #[serde(default, skip_serializing_if = "crate::checkpoint::is_zero")]
+    pub skip_nonfinite_steps: usize,
 }
 
 impl TrainConfig {
@@ -71,6 +76,7 @@ impl TrainConfig {
             seed: 1337,
             label_dropout: 0.0,
             ema_decay: None,
+            skip_nonfinite_steps: 0,
         }
     }
 
@@ -170,6 +176,7 @@ impl TextRecipe {
                 seed: 1337,
                 label_dropout: 0.0,
                 ema_decay: None,
+                skip_nonfinite_steps: 0,
             },
         }
     }
@@ -249,6 +256,7 @@ impl ImageRecipe {
                 seed: 1337,
                 label_dropout: 0.1,
                 ema_decay: None,
+                skip_nonfinite_steps: 0,
             },
         }
     }
@@ -326,6 +334,7 @@ impl AudioRecipe {
                 seed: 1337,
                 label_dropout: 0.1,
                 ema_decay: Some(0.999),
+                skip_nonfinite_steps: 0,
             },
         }
     }
@@ -404,6 +413,7 @@ pub fn classifier_recipe(
         seed: 7,
         label_dropout: 0.0,
         ema_decay: None,
+        skip_nonfinite_steps: 0,
     };
     (model, train)
 }

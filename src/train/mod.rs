@@ -121,6 +121,8 @@ pub(crate) struct Session<M> {
     pub state: TrainState,
     pub train: TrainConfig,
     pub device: Device,
+    /// Steps skipped in a row for a NaN or infinite loss or gradient.
+    skipped_in_a_row: usize,
 }
 
 impl<M: Trainable> Session<M> {
@@ -145,6 +147,7 @@ impl<M: Trainable> Session<M> {
             state: TrainState::default(),
             train: train.clone(),
             device,
+            skipped_in_a_row: 0,
         })
     }
 
@@ -186,6 +189,7 @@ impl<M: Trainable> Session<M> {
             state,
             train,
             device,
+            skipped_in_a_row: 0,
         })
     }
 
@@ -234,15 +238,26 @@ impl<M: Trainable> Session<M> {
         };
         let value = loss.clone().into_scalar::<f32>();
         let forward = started.elapsed();
-        let diverged = |what, value| Error::Diverged { step, what, value };
-        if !value.is_finite() {
-            return Err(diverged("loss", value));
+        let mut grads = None;
+        let mut non_finite = (!value.is_finite()).then_some(("loss", value));
+        if non_finite.is_none() {
+            let mut g = GradientsParams::from_grads(loss.backward(), &self.model);
+            let norm = clip_global_norm(&self.model, &mut g, self.train.grad_clip);
+            non_finite = (!norm.is_finite()).then_some(("gradient norm", norm));
+            grads = Some(g);
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let norm = clip_global_norm(&self.model, &mut grads, self.train.grad_clip);
-        if !norm.is_finite() {
-            return Err(diverged("gradient norm", norm));
+        if let Some((what, value)) = non_finite {
+            if self.skipped_in_a_row == self.train.skip_nonfinite_steps {
+                return Err(Error::Diverged { step, what, value });
+            }
+            self.skipped_in_a_row += 1;
+            tracing::warn!("step {step}: {what} is {value}; step skipped, no weight changed");
+            self.state.step += 1;
+            self.state.skipped_steps += 1;
+            return Ok((value, StepTimes::default()));
         }
+        self.skipped_in_a_row = 0;
+        let grads = grads.expect("finite steps have gradients");
         let backward = started.elapsed() - forward;
         self.model = self.optim.step(self.lr(step), self.model.clone(), grads);
         if let Some(ema) = &mut self.ema {
@@ -291,18 +306,21 @@ impl<M: Trainable> Session<M> {
                 .then(|| self.val_loss(data))
                 .transpose()?;
             self.state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-            self.state.train_loss = Some(loss as f64);
             self.state.val_loss = val_loss.or(self.state.val_loss);
             let lr = self.lr(s - 1);
-            let tokens_seen = self.state.tokens_seen;
-            metrics.append(&Metrics {
-                step: s,
-                loss,
-                lr,
-                tokens_per_s: units_per_s,
-                val_loss,
-                tokens_seen,
-            })?;
+            if loss.is_finite() {
+                // a skipped step (see `skip_nonfinite_steps`) leaves no line in the log
+                self.state.train_loss = Some(loss as f64);
+                let tokens_seen = self.state.tokens_seen;
+                metrics.append(&Metrics {
+                    step: s,
+                    loss,
+                    lr,
+                    tokens_per_s: units_per_s,
+                    val_loss,
+                    tokens_seen,
+                })?;
+            }
             let total_steps = self.train.steps;
             let flow = on_progress(&Progress {
                 step: s,
@@ -404,15 +422,18 @@ mod tests {
         }
     }
 
-    fn first_step(nan_loss: bool) -> Error {
+    fn probe_session(nan_loss: bool, train: &TrainConfig) -> Session<Probe> {
         let init = |d: &Device| {
             let linear = LinearConfig::new(2, 2)
                 .with_initializer(Initializer::Zeros)
                 .init(d);
             Ok(Probe { linear, nan_loss })
         };
-        let device = crate::default_device().autodiff();
-        let mut session = Session::fresh(&TrainConfig::tiny(), device, init).unwrap();
+        Session::fresh(train, crate::default_device().autodiff(), init).unwrap()
+    }
+
+    fn first_step(nan_loss: bool) -> Error {
+        let mut session = probe_session(nan_loss, &TrainConfig::tiny());
         let err = session.step(&()).unwrap_err();
         assert_eq!(session.state.step, 0, "a diverged step is not counted");
         err
@@ -434,5 +455,34 @@ mod tests {
             }
         ));
         assert!(err.to_string().contains("the last checkpoint is intact"));
+    }
+
+    #[test]
+    fn non_finite_steps_are_skipped_up_to_the_configured_run() {
+        let train = TrainConfig {
+            skip_nonfinite_steps: 2,
+            ..TrainConfig::tiny()
+        };
+        let weights = |s: &Session<Probe>| s.model.linear.weight.val().into_data();
+        for nan_loss in [true, false] {
+            let mut session = probe_session(nan_loss, &train);
+            let before = weights(&session);
+            for step in 1..=2 {
+                let (loss, _) = session.step(&()).unwrap();
+                assert!(!loss.is_finite() || !nan_loss);
+                assert_eq!(
+                    session.state.step, step,
+                    "a skipped step moves to the next batch"
+                );
+            }
+            assert_eq!(
+                weights(&session),
+                before,
+                "no weight changes on a skipped step"
+            );
+            assert_eq!(session.state.skipped_steps, 2);
+            let err = session.step(&()).unwrap_err();
+            assert!(matches!(err, Error::Diverged { step: 2, .. }), "{err}");
+        }
     }
 }

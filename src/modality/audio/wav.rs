@@ -238,6 +238,15 @@ mod tests {
     }
 
     #[test]
+    fn a_header_claiming_hours_is_refused_before_reading() {
+        let mut wav = raw_wav(1, 16);
+        let data_len = wav.len() - 12;
+        wav[data_len..data_len + 4].copy_from_slice(&(u32::MAX - 1).to_le_bytes()); // 74 hours
+        let err = decode_wav(&wav[..], 8000).unwrap_err();
+        assert!(err.contains("clips longer than 600 s are refused"), "{err}");
+    }
+
+    #[test]
     fn unsupported_encodings_are_named() {
         assert_eq!(decode_wav(&raw_wav(1, 16)[..], 8000).unwrap(), vec![0.0; 4]);
         for (tag, bits) in [(3, 64), (6, 8), (7, 8), (2, 4)] {

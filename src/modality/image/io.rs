@@ -181,6 +181,41 @@ mod tests {
             .contains("text.png"));
     }
 
+    /// A PNG that claims to be 100,000 pixels square (a decompression bomb's header) is
+    /// refused from its header, before any pixel is decoded.
+    #[test]
+    fn huge_images_are_refused_before_decoding() {
+        let chunk = |png: &mut Vec<u8>, kind_and_data: &[u8]| {
+            let mut crc = flate2::Crc::new();
+            crc.update(kind_and_data);
+            png.extend_from_slice(&(kind_and_data.len() as u32 - 4).to_be_bytes());
+            png.extend_from_slice(kind_and_data);
+            png.extend_from_slice(&crc.sum().to_be_bytes());
+        };
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit gray, no interlace
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        chunk(&mut png, &ihdr);
+        chunk(&mut png, b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01"); // a few zlib bytes
+        chunk(&mut png, b"IEND");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.png");
+        std::fs::write(&path, png).unwrap();
+        let shape = ImageShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+            patch_size: 4,
+        };
+        let err = read_image(&path, &shape).unwrap_err().to_string();
+        assert!(
+            err.contains("100000x100000 is larger than the 4096-pixel limit"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn grid_places_images_in_rows() {
         let shape = ImageShape {

@@ -29,6 +29,9 @@ pub struct Corpus {
     val_chars_scored: usize,
 }
 
+/// Largest corpus read: it is held in memory with its token ids (5 bytes per character).
+pub const MAX_CORPUS_BYTES: u64 = 1 << 30;
+
 /// Reads `path` (a UTF-8 file, or a folder whose `.txt` files are joined in name order).
 pub fn read_text(path: &Path) -> Result<String> {
     let files = if path.is_dir() {
@@ -42,6 +45,22 @@ pub fn read_text(path: &Path) -> Result<String> {
     } else {
         vec![path.to_path_buf()]
     };
+    let mut total = 0;
+    for file in &files {
+        total += std::fs::metadata(file)
+            .map_err(|e| Error::io("reading", file, e))?
+            .len();
+    }
+    if total > MAX_CORPUS_BYTES {
+        return Err(Error::Data {
+            path: path.to_path_buf(),
+            message: format!(
+                "{} MiB of text; corpora above {} MiB are refused (train on a sample of it)",
+                total >> 20,
+                MAX_CORPUS_BYTES >> 20
+            ),
+        });
+    }
     let mut text = String::new();
     for file in &files {
         let bytes = std::fs::read(file).map_err(|e| Error::io("reading", file, e))?;
@@ -154,6 +173,19 @@ pub fn eval_windows(n_tokens: usize, seq_len: usize) -> Vec<(usize, usize)> {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn huge_corpora_are_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.txt");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_CORPUS_BYTES + 1).unwrap(); // sparse: no disk space used
+        let err = read_text(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("1024 MiB of text; corpora above 1024 MiB"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn split_is_ninety_ten_by_characters() {

@@ -65,6 +65,7 @@ pub fn generate(
     let device = crate::default_device();
     let mut cache = model.new_cache();
     let mut stream = StopStream::new(&options.stop);
+    let mut detokenizer = Detokenizer::new(prompt_len);
     let mut pending = tokens.clone(); // tokens not yet in the cache
     let mut stopped = false;
     for _ in 0..options.max_tokens {
@@ -77,8 +78,8 @@ pub fn generate(
         let next = sampler.sample(&last_position(logits), &tokens[prompt_len..]);
         tokens.push(next);
         pending = vec![next];
-        let text = tokenizer.decode(&tokens[prompt_len..])?;
-        if stream.push(&text, &mut on_text) {
+        let piece = detokenizer.next_piece(tokenizer, &tokens)?;
+        if stream.push(&piece, &mut on_text) {
             stopped = true;
             break;
         }
@@ -114,6 +115,40 @@ fn last_position(logits: Tensor<3>) -> Vec<f32> {
         .expect("logits are f32")
 }
 
+/// Turns a growing token sequence into new text, decoding only the few tokens since the last
+/// piece (decoding everything each step would make long generations quadratic). A piece
+/// ending in an incomplete UTF-8 sequence (U+FFFD) waits for the next token.
+struct Detokenizer {
+    /// Start of the tokens decoded for context (decoders may treat the first token specially).
+    prefix: usize,
+    /// End of the tokens whose text has been returned.
+    read: usize,
+}
+
+impl Detokenizer {
+    /// A detokenizer whose text starts after the first `start` tokens.
+    fn new(start: usize) -> Self {
+        Self {
+            prefix: start,
+            read: start,
+        }
+    }
+
+    /// The text added by the tokens after the last returned piece (may be empty).
+    fn next_piece(&mut self, tokenizer: &TextTokenizer, tokens: &[u32]) -> Result<String> {
+        let before = tokenizer.decode(&tokens[self.prefix..self.read])?;
+        let now = tokenizer.decode(&tokens[self.prefix..])?;
+        match now.get(before.len()..) {
+            Some(piece) if !piece.is_empty() && !piece.ends_with('\u{FFFD}') => {
+                let piece = piece.to_string();
+                (self.prefix, self.read) = (self.read, tokens.len());
+                Ok(piece)
+            }
+            _ => Ok(String::new()),
+        }
+    }
+}
+
 /// Streams text while holding back anything that might still turn into a stop string or is
 /// an incomplete UTF-8 sequence (shown by the decoder as U+FFFD).
 struct StopStream<'a> {
@@ -131,24 +166,22 @@ impl<'a> StopStream<'a> {
         }
     }
 
-    /// Takes the full decoded text so far; returns true when a stop string appeared.
-    fn push(&mut self, text: &str, on_text: &mut impl FnMut(&str)) -> bool {
-        self.text = text.to_string();
+    /// Appends the next piece of text; returns true when a stop string appeared.
+    fn push(&mut self, piece: &str, on_text: &mut impl FnMut(&str)) -> bool {
+        self.text.push_str(piece);
+        // Text that could start a stop string is never emitted, so one can only start here.
+        let unsent = &self.text[self.emitted..];
         let stop_at = self
             .stops
             .iter()
             .filter(|s| !s.is_empty())
-            .filter_map(|s| self.text.find(s.as_str()))
+            .filter_map(|s| unsent.find(s.as_str()))
             .min();
         if let Some(at) = stop_at {
-            self.text.truncate(at);
-            self.emit_to(at.max(self.emitted), on_text);
+            self.text.truncate(self.emitted + at);
             return true;
         }
-        let mut safe = self.text.len() - self.held_back();
-        if self.text.ends_with('\u{FFFD}') {
-            safe = safe.min(self.text.len() - '\u{FFFD}'.len_utf8());
-        }
+        let safe = self.text.len() - self.held_back();
         self.emit_to(safe, on_text);
         false
     }
@@ -188,11 +221,9 @@ mod tests {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
         let mut stream = StopStream::new(&stops);
         let mut out = String::new();
-        let mut text = String::new();
         let mut stopped = false;
         for p in pieces {
-            text.push_str(p);
-            if stream.push(&text, &mut |s| out.push_str(s)) {
+            if stream.push(p, &mut |s| out.push_str(s)) {
                 stopped = true;
                 break;
             }
@@ -221,5 +252,22 @@ mod tests {
         let (out, stopped, text) = run(&[], &["a", "b"]);
         assert!(!stopped);
         assert_eq!((out.as_str(), text.as_str()), ("ab", "ab"));
+    }
+
+    #[test]
+    fn pieces_add_up_to_the_whole_decoded_text() {
+        let corpus = "naïve café, déjà vu: naïve cafés ".repeat(20);
+        for tokenizer in [
+            TextTokenizer::char_level(&corpus).unwrap(),
+            TextTokenizer::train_bpe(&corpus, 300).unwrap(),
+        ] {
+            let tokens = tokenizer.encode(&corpus[..60]).unwrap();
+            let mut detokenizer = Detokenizer::new(3);
+            let mut text = String::new();
+            for end in 4..=tokens.len() {
+                text += &detokenizer.next_piece(&tokenizer, &tokens[..end]).unwrap();
+            }
+            assert_eq!(text, tokenizer.decode(&tokens[3..]).unwrap());
+        }
     }
 }
