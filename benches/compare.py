@@ -52,6 +52,8 @@ def main():
             rss_b = max(r[1] for r in theirs)
             print(f"{preset} {mode}: {a:.0f} / {b:.0f} = {a / b:.2f}x; "
                   f"RSS {rss_a:.0f} / {rss_b:.0f}")
+            print(f"  rounds: aigc {' '.join(f'{r[0]:.0f}' for r in ours)}; "
+                  f"torch {' '.join(f'{r[0]:.0f}' for r in theirs)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -66,22 +66,24 @@ pub fn run() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-        {
-            eprintln!("error: cannot set {n} threads: {e}");
-            return ExitCode::FAILURE;
-        }
+    let threads = cli.threads.unwrap_or(0); // 0: one per core
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .stack_size(8 << 20) // the main thread's size: commands run on a worker (below)
+        .build_global()
+    {
+        eprintln!("error: cannot start {threads} threads: {e}");
+        return ExitCode::FAILURE;
     }
-    let result = match cli.command {
+    // The command runs on a worker of the thread pool, so parallel tensor code splits work
+    // with the other workers instead of waking all of them while this thread waits.
+    let result = rayon::scope(|_| match cli.command {
         Command::Generate(cmd) => generate::run(cmd),
         Command::Pretrain(cmd) => pretrain::run(cmd),
         Command::Eval(cmd) => report::eval(cmd),
         Command::Info(args) => report::info(args),
         Command::Bench(cmd) => bench::run(cmd),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

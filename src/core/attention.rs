@@ -10,7 +10,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::cache::LayerCache;
+use super::cache::{values, LayerCache};
+use super::matvec::linear;
 use super::rope::Rope;
 use super::{dropout, TransformerConfig, INIT_STD};
 
@@ -22,6 +23,8 @@ pub struct Attention {
     /// `[D, D]`: output projection back into the residual stream.
     proj: Linear,
     n_heads: usize,
+    /// Longest sequence: the capacity of a one-sequence decoding cache.
+    max_seq_len: usize,
 }
 
 impl Attention {
@@ -39,6 +42,7 @@ impl Attention {
             qkv: linear(3 * d, INIT_STD),
             proj: linear(d, proj_std),
             n_heads: config.n_heads,
+            max_seq_len: config.max_seq_len,
         }
     }
 
@@ -56,7 +60,7 @@ impl Attention {
         let [b, t, d] = x.dims();
         let (h, hd) = (self.n_heads, d / self.n_heads);
         let heads = |x: Tensor<3>| x.reshape([b, t, h, hd]).swap_dims(1, 2); // (B, H, T, hd)
-        let mut qkv = self.qkv.forward(x).chunk(3, 2).into_iter().map(heads);
+        let mut qkv = linear(&self.qkv, x).chunk(3, 2).into_iter().map(heads);
         let (mut q, mut k, v) = (
             qkv.next().unwrap(),
             qkv.next().unwrap(),
@@ -66,17 +70,27 @@ impl Attention {
             q = rope.apply(q, start);
             k = rope.apply(k, start);
         }
-        let (k, v) = match cache {
-            Some(cache) => cache.append(k, v), // (B, H, S + T, hd)
-            None => (k, v),
+        let device = q.device();
+        let y = match cache {
+            // One sequence, one new position: attend over the cache in place.
+            Some(cache) if b * t == 1 && !device.is_autodiff() => {
+                let y = cache.attend_one(&values(q), &values(k), &values(v), h, self.max_seq_len);
+                Tensor::from_data(TensorData::new(y, [b, t, d]), &device)
+            }
+            cache => {
+                let (k, v) = match cache {
+                    Some(cache) => cache.append(k, v), // (B, H, S + T, hd)
+                    None => (k, v),
+                };
+                let y = if device.is_autodiff() {
+                    manual_attention(q, k, v, dropout_prob)
+                } else {
+                    fused_attention(q, k, v)
+                };
+                y.swap_dims(1, 2).reshape([b, t, d]) // (B, T, D)
+            }
         };
-        let y = if q.device().is_autodiff() {
-            manual_attention(q, k, v, dropout_prob)
-        } else {
-            fused_attention(q, k, v)
-        };
-        let y = y.swap_dims(1, 2).reshape([b, t, d]); // (B, T, D)
-        dropout(self.proj.forward(y), dropout_prob)
+        dropout(linear(&self.proj, y), dropout_prob)
     }
 }
 

@@ -6,6 +6,7 @@ use burn::tensor::activation::{gelu, relu};
 
 use super::attention::Attention;
 use super::cache::LayerCache;
+use super::matvec::linear;
 use super::rope::Rope;
 use super::{dropout, Activation, TransformerConfig, INIT_STD};
 
@@ -84,7 +85,7 @@ impl Mlp {
     /// # Shapes
     /// - `x`: `[B, T, D]`; returns `[B, T, D]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.fc_in.forward(x); // (B, T, F)
+        let h = linear(&self.fc_in, x); // (B, T, F)
         let h = match self.activation {
             Activation::Gelu => gelu(h),
             Activation::SquaredRelu => {
@@ -92,6 +93,6 @@ impl Mlp {
                 r.clone() * r
             }
         };
-        self.fc_out.forward(h)
+        linear(&self.fc_out, h)
     }
 }

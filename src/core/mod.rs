@@ -11,6 +11,7 @@ mod attention;
 mod block;
 mod cache;
 mod config;
+mod matvec;
 mod rope;
 
 pub use cache::KvCache;

@@ -67,19 +67,28 @@ fn huge_padding_does_not_leak_into_earlier_positions() {
 fn cached_decoding_equals_the_full_forward() {
     for config in configs() {
         let core = config.init(&device());
-        let x = random_input(2, 12, 32);
-        let full = core.forward(x.clone());
-        let mut cache = core.new_cache();
-        // A 5-position prefill, then a 3-position chunk, then one position at a time.
-        let mut parts = vec![core.forward_cached(x.clone().narrow(1, 0, 5), &mut cache)];
-        parts.push(core.forward_cached(x.clone().narrow(1, 5, 3), &mut cache));
-        for t in 8..12 {
-            parts.push(core.forward_cached(x.clone().narrow(1, t, 1), &mut cache));
+        // One sequence decodes in place (HostKv), several through cached tensors.
+        for batch in [1, 2] {
+            let x = random_input(batch, 12, 32);
+            let full = core.forward(x.clone());
+            let mut cache = core.new_cache();
+            // A 5-position prefill, single positions, a 3-position chunk, single positions.
+            let mut parts = vec![core.forward_cached(x.clone().narrow(1, 0, 5), &mut cache)];
+            for t in 5..7 {
+                parts.push(core.forward_cached(x.clone().narrow(1, t, 1), &mut cache));
+            }
+            parts.push(core.forward_cached(x.clone().narrow(1, 7, 3), &mut cache));
+            for t in 10..12 {
+                parts.push(core.forward_cached(x.clone().narrow(1, t, 1), &mut cache));
+            }
+            assert_eq!(cache.len(), 12);
+            let stepped = Tensor::cat(parts, 1);
+            let diff = max_abs_diff(full, stepped);
+            assert!(
+                diff < 1e-4,
+                "cache parity off by {diff} (batch {batch}, {config:?})"
+            );
         }
-        assert_eq!(cache.len(), 12);
-        let stepped = Tensor::cat(parts, 1);
-        let diff = max_abs_diff(full, stepped);
-        assert!(diff < 1e-4, "cache parity off by {diff} for {config:?}");
     }
 }
 
