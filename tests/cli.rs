@@ -221,6 +221,13 @@ fn missing_and_corrupt_checkpoints_are_clear_errors() {
     fails_with(&future, "format_version");
     let invalid = edit_config("invalid-config", "\"n_heads\": 4", "\"n_heads\": 5");
     fails_with(&invalid, "divisible");
+    // Weights that do not fit the config: extra tensors, missing tensors, wrong shapes.
+    let fewer = edit_config("fewer-layers", "\"n_layers\": 2", "\"n_layers\": 1");
+    fails_with(&fewer, "unexpected tensors");
+    let more = edit_config("more-layers", "\"n_layers\": 2", "\"n_layers\": 3");
+    fails_with(&more, "blocks.2");
+    let wider = edit_config("wider-mlp", "\"d_ff\": 64", "\"d_ff\": 96");
+    fails_with(&wider, "ShapeMismatch");
 
     let d = copy("no-tokenizer");
     std::fs::remove_file(d.join("tokenizer.json")).unwrap();

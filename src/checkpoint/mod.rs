@@ -333,9 +333,10 @@ pub(crate) fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> 
     }
     verify(path)?;
     let mut store = SafetensorsStore::from_file(path);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| checkpoint_err(path, format!("cannot load weights: {e}")))?;
+    let result = model.load_from(&mut store).map_err(|e| {
+        let hint = "config.json does not describe these weights; are both from the same run?";
+        checkpoint_err(path, format!("cannot load weights ({hint}): {e}"))
+    })?;
     if !result.unused.is_empty() {
         return Err(checkpoint_err(
             path,
