@@ -334,7 +334,7 @@ pub(crate) fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> 
     verify(path)?;
     let mut store = SafetensorsStore::from_file(path);
     let result = model.load_from(&mut store).map_err(|e| {
-        let hint = "config.json does not describe these weights; are both from the same run?";
+        let hint = "the file is damaged, or config.json describes another model";
         checkpoint_err(path, format!("cannot load weights ({hint}): {e}"))
     })?;
     if !result.unused.is_empty() {
