@@ -30,15 +30,12 @@
 pub mod card;
 pub mod checkpoint;
 pub mod core;
+pub mod device;
 pub mod error;
 pub mod modality;
 pub mod rng;
 pub mod sample;
 pub mod train;
 
+pub use device::{default_device, parse_device, set_default_device};
 pub use error::{Error, Result};
-
-/// The compute device used by every command: burn's pure-Rust CPU backend (`flex`).
-pub fn default_device() -> burn::prelude::Device {
-    burn::prelude::Device::flex()
-}

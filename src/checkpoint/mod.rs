@@ -15,6 +15,7 @@
 
 mod atomic;
 mod checksums;
+mod gpt2;
 mod param_ids;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use std::fs;
 use std::path::Path;
 
 pub use checksums::{verify, CHECKSUM_FILE};
+pub use gpt2::{export_gpt2, import_gpt2};
 pub use param_ids::restore_param_ids;
 
 use atomic::{replace_dir, sibling, sync_dir_files};
@@ -241,9 +243,16 @@ pub fn load_text(
     let ModelConfig::Text(text) = &config.model else {
         return Err(wrong_modality(dir, &config, Modality::Text));
     };
-    let tokenizer_path = dir.join(TOKENIZER_FILE);
-    verify(&tokenizer_path)?;
-    let tokenizer = TextTokenizer::load(&tokenizer_path)?;
+    verify(&dir.join(TOKENIZER_FILE))?;
+    let tokenizer = load_tokenizer_for(dir, text)?;
+    let mut model = text.init(device)?;
+    load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
+    Ok((model, tokenizer, config))
+}
+
+/// The `tokenizer.json` in `dir`, which must have exactly `text`'s vocabulary size.
+fn load_tokenizer_for(dir: &Path, text: &TextModelConfig) -> Result<TextTokenizer> {
+    let tokenizer = TextTokenizer::load(&dir.join(TOKENIZER_FILE))?;
     if tokenizer.vocab_size() != text.vocab_size {
         return Err(checkpoint_err(
             dir,
@@ -254,9 +263,7 @@ pub fn load_text(
             ),
         ));
     }
-    let mut model = text.init(device)?;
-    load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
-    Ok((model, tokenizer, config))
+    Ok(tokenizer)
 }
 
 /// Loads an image model from `dir`.
@@ -319,11 +326,27 @@ pub fn load_train_state(dir: &Path) -> Result<TrainState> {
 }
 
 fn save_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
-    let mut store =
+    let store =
         SafetensorsStore::from_file(path).metadata("format_version", FORMAT_VERSION.to_string());
+    write_store(model, store, path)
+}
+
+fn write_store<M: Module>(model: &M, mut store: SafetensorsStore, path: &Path) -> Result<()> {
     model
         .save_into(&mut store)
         .map_err(|e| checkpoint_err(path, format!("writing weights: {e}")))
+}
+
+/// Writes `model`'s weights to the safetensors file `path` in PyTorch's conventions: keys are
+/// the module paths (`core.blocks.0.attn.qkv.weight`, as listed by `aigc info`), linear
+/// weights are `[out, in]` (`torch.nn.Linear`) and norm parameters are `weight` / `bias`, so
+/// `model.load_state_dict(safetensors.torch.load_file(path))` fills a PyTorch module with the
+/// same attribute names.
+pub fn export_pytorch<M: Module>(model: &M, path: &Path) -> Result<()> {
+    let store = SafetensorsStore::from_file(path)
+        .with_to_adapter(burn::store::BurnToPyTorchAdapter)
+        .metadata("exported_by", "aigc");
+    write_store(model, store, path)
 }
 
 /// Loads the safetensors file at `path` into `model`, which must have exactly its tensors.
@@ -332,18 +355,26 @@ pub(crate) fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> 
         return Err(checkpoint_err(path, "weights file not found".into()));
     }
     verify(path)?;
-    let mut store = SafetensorsStore::from_file(path);
+    apply_weights(model, SafetensorsStore::from_file(path), path, |_| false)
+}
+
+/// Loads every tensor of `store` (read from `path`) into `model`; a tensor the model lacks
+/// is an error unless `ignored` accepts its name.
+fn apply_weights<M: Module>(
+    model: &mut M,
+    mut store: SafetensorsStore,
+    path: &Path,
+    ignored: impl Fn(&str) -> bool,
+) -> Result<()> {
     let result = model.load_from(&mut store).map_err(|e| {
         let hint = "the file is damaged, or config.json describes another model";
         checkpoint_err(path, format!("cannot load weights ({hint}): {e}"))
     })?;
-    if !result.unused.is_empty() {
+    let unused: Vec<&String> = result.unused.iter().filter(|n| !ignored(n)).collect();
+    if !unused.is_empty() {
         return Err(checkpoint_err(
             path,
-            format!(
-                "unexpected tensors {:?}: the weights belong to another architecture",
-                result.unused
-            ),
+            format!("unexpected tensors {unused:?}: the weights belong to another architecture"),
         ));
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 mod bench;
 mod generate;
+mod interop;
 mod judge;
 mod pretrain;
 mod report;
@@ -35,6 +36,9 @@ pub struct Cli {
     /// Worker threads for tensor math (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Compute device: cpu, or with the matching Cargo feature wgpu[:N] / cuda[:N].
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +59,11 @@ enum Command {
     /// Measure training and generation speed (compare with `benches/torch_twin.py`).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Convert a checkpoint from another framework's files into an aigc checkpoint.
+    #[command(subcommand)]
+    Import(interop::ImportCommand),
+    /// Write a checkpoint's weights for PyTorch or Hugging Face.
+    Export(interop::ExportArgs),
 }
 
 /// Parses the command line, runs it, and turns errors into a message and exit code 1.
@@ -75,6 +84,10 @@ pub fn run() -> ExitCode {
         eprintln!("error: cannot start {threads} threads: {e}");
         return ExitCode::FAILURE;
     }
+    if let Err(e) = aigc::parse_device(&cli.device).and_then(aigc::set_default_device) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     // The command runs on a worker of the thread pool, so parallel tensor code splits work
     // with the other workers instead of waking all of them while this thread waits.
     let result = rayon::scope(|_| match cli.command {
@@ -83,6 +96,8 @@ pub fn run() -> ExitCode {
         Command::Eval(cmd) => report::eval(cmd),
         Command::Info(args) => report::info(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Import(cmd) => interop::import(cmd),
+        Command::Export(args) => interop::export(args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ use super::cache::{values, LayerCache};
 use super::matvec::linear;
 use super::rope::Rope;
 use super::{dropout, TransformerConfig, INIT_STD};
+use crate::device::is_cpu;
 
 /// Causal self-attention.
 #[derive(Module, Debug)]
@@ -73,7 +74,7 @@ impl Attention {
         let device = q.device();
         let y = match cache {
             // One sequence, one new position: attend over the cache in place.
-            Some(cache) if b * t == 1 && !device.is_autodiff() => {
+            Some(cache) if b * t == 1 && !device.is_autodiff() && is_cpu(&device) => {
                 let y = cache.attend_one(&values(q), &values(k), &values(v), h, self.max_seq_len);
                 Tensor::from_data(TensorData::new(y, [b, t, d]), &device)
             }

@@ -2,7 +2,7 @@
 
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, relu};
+use burn::tensor::activation::{gelu, gelu_approximate, relu};
 
 use super::attention::Attention;
 use super::cache::LayerCache;
@@ -88,6 +88,7 @@ impl Mlp {
         let h = linear(&self.fc_in, x); // (B, T, F)
         let h = match self.activation {
             Activation::Gelu => gelu(h),
+            Activation::GeluTanh => gelu_approximate(h),
             Activation::SquaredRelu => {
                 let r = relu(h);
                 r.clone() * r

@@ -18,8 +18,10 @@ pub enum Positions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
-    /// Exact (erf) GELU, as in GPT-2. Slow on burn's CPU backend.
+    /// Exact (erf) GELU, as in nanoGPT. Slow on burn's CPU backend.
     Gelu,
+    /// GELU's tanh approximation (`gelu_new`), as in OpenAI's GPT-2 checkpoints.
+    GeluTanh,
     /// `relu(x)^2` (Primer): as good as GELU at this scale and built from cheap ops.
     SquaredRelu,
 }

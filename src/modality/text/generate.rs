@@ -84,6 +84,10 @@ pub fn generate(
             break;
         }
     }
+    if !stopped {
+        // Text held back for an incomplete UTF-8 sequence that never completed.
+        stopped = stream.push(&detokenizer.rest(tokenizer, &tokens)?, &mut on_text);
+    }
     let text = stream.finish(&mut on_text);
     Ok(Generation {
         text,
@@ -146,6 +150,13 @@ impl Detokenizer {
             }
             _ => Ok(String::new()),
         }
+    }
+
+    /// The text not yet returned, even if it ends in an incomplete UTF-8 sequence.
+    fn rest(&self, tokenizer: &TextTokenizer, tokens: &[u32]) -> Result<String> {
+        let before = tokenizer.decode(&tokens[self.prefix..self.read])?;
+        let now = tokenizer.decode(&tokens[self.prefix..])?;
+        Ok(now.get(before.len()..).unwrap_or_default().to_string())
     }
 }
 
@@ -267,6 +278,7 @@ mod tests {
             for end in 4..=tokens.len() {
                 text += &detokenizer.next_piece(&tokenizer, &tokens[..end]).unwrap();
             }
+            text += &detokenizer.rest(&tokenizer, &tokens).unwrap();
             assert_eq!(text, tokenizer.decode(&tokens[3..]).unwrap());
         }
     }
