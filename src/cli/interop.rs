@@ -91,7 +91,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
             checkpoint::export_gpt2(&model, text, &tokenizer, &args.out)?;
         }
         (ExportFormat::Gpt2, other) => bail!(
-            "{} is a {} model; only text models export as GPT-2",
+            "{}: {} models cannot be written as GPT-2, only text models can (use --format pytorch)",
             dir.display(),
             other.modality()
         ),
