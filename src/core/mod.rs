@@ -13,6 +13,7 @@ mod cache;
 mod config;
 mod matvec;
 mod rope;
+mod spin;
 
 pub use cache::KvCache;
 pub use config::{Activation, Positions, TransformerConfig};
