@@ -2,9 +2,10 @@
 //!
 //! Decoding one position at a time multiplies a single row by every weight matrix, so it is
 //! bound by how fast the weights stream from memory. burn's matmul runs such a product on one
-//! thread; here the matrix's rows are split into two contiguous blocks, each thread's partial
-//! product is taken with the same `gemm` kernel, and the partial rows are summed. On the
-//! 2-core machine this streams the nanoGPT-big weights 1.2-1.7x faster.
+//! thread; here the matrix's rows are split into two contiguous blocks, one multiplied on the
+//! calling thread and one on the spinning decode helper ([`super::spin`]), each with the same
+//! `gemm` kernel, and the partial rows are summed. On the 2-core machine this streams the
+//! nanoGPT-big weights 1.2-1.7x faster.
 //! Anything else (other backends, autodiff, several rows, non-contiguous weights) goes
 //! through burn's own `Linear::forward`.
 
@@ -12,7 +13,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn_flex::{Flex, FlexTensor};
 
-/// Weights (elements) below which waking another thread costs more than it saves: the
+/// Weights (elements) below which handing half to another thread costs more than it saves: the
 /// nanoGPT-small matrices (at most 65k) run on one thread, the nanoGPT-big ones (147k-590k)
 /// are split.
 const MIN_PARALLEL_ELEMENTS: usize = 1 << 17;
