@@ -18,7 +18,7 @@
 //! | `ln_f.weight` / `.bias` | `core.norm_out.gamma` / `.beta` |
 //!
 //! `lm_head.weight` (tied) and the attention-mask buffers of old checkpoints are skipped.
-//! [`export_gpt2`] writes the same table backwards, so a GPT-2-shaped aigc text model loads
+//! [`export_gpt2`] writes the same table ([`NAMES`]) backwards, so a GPT-2-shaped aigc text model loads
 //! with `transformers.GPT2LMHeadModel.from_pretrained`.
 
 use std::path::Path;
@@ -66,28 +66,39 @@ fn yes() -> bool {
     true
 }
 
-/// Renames applied in order to every tensor name of a Hugging Face file.
-const RENAMES: &[(&str, &str)] = &[
-    (r"^transformer\.", ""),
-    (r"^wte\.weight$", "tok_embed.weight"),
-    (r"^wpe\.weight$", "core.pos_embed.weight"),
-    (r"^ln_f\.weight$", "core.norm_out.gamma"),
-    (r"^ln_f\.bias$", "core.norm_out.beta"),
-    (
-        r"^h\.(\d+)\.ln_1\.weight$",
-        "core.blocks.${1}.norm_attn.gamma",
-    ),
-    (r"^h\.(\d+)\.ln_1\.bias$", "core.blocks.${1}.norm_attn.beta"),
-    (
-        r"^h\.(\d+)\.ln_2\.weight$",
-        "core.blocks.${1}.norm_mlp.gamma",
-    ),
-    (r"^h\.(\d+)\.ln_2\.bias$", "core.blocks.${1}.norm_mlp.beta"),
-    (r"^h\.(\d+)\.attn\.c_attn\.", "core.blocks.${1}.attn.qkv."),
-    (r"^h\.(\d+)\.attn\.c_proj\.", "core.blocks.${1}.attn.proj."),
-    (r"^h\.(\d+)\.mlp\.c_fc\.", "core.blocks.${1}.mlp.fc_in."),
-    (r"^h\.(\d+)\.mlp\.c_proj\.", "core.blocks.${1}.mlp.fc_out."),
+/// Hugging Face names (without the `transformer.` prefix) and the aigc names they load into.
+/// `{i}` stands for a block index; an entry ending in `.` renames a prefix (`weight`, `bias`).
+const NAMES: &[(&str, &str)] = &[
+    ("wte.weight", "tok_embed.weight"),
+    ("wpe.weight", "core.pos_embed.weight"),
+    ("ln_f.weight", "core.norm_out.gamma"),
+    ("ln_f.bias", "core.norm_out.beta"),
+    ("h.{i}.ln_1.weight", "core.blocks.{i}.norm_attn.gamma"),
+    ("h.{i}.ln_1.bias", "core.blocks.{i}.norm_attn.beta"),
+    ("h.{i}.ln_2.weight", "core.blocks.{i}.norm_mlp.gamma"),
+    ("h.{i}.ln_2.bias", "core.blocks.{i}.norm_mlp.beta"),
+    ("h.{i}.attn.c_attn.", "core.blocks.{i}.attn.qkv."),
+    ("h.{i}.attn.c_proj.", "core.blocks.{i}.attn.proj."),
+    ("h.{i}.mlp.c_fc.", "core.blocks.{i}.mlp.fc_in."),
+    ("h.{i}.mlp.c_proj.", "core.blocks.{i}.mlp.fc_out."),
 ];
+
+/// `store` with key remapping from Hugging Face names to aigc names ([`NAMES`]), or the
+/// other way round (`to_hf`, which also adds the `transformer.` prefix).
+fn renamed(store: SafetensorsStore, to_hf: bool) -> SafetensorsStore {
+    NAMES.iter().fold(store, |store, &(hf, ours)| {
+        let (from, to, prefix) = match to_hf {
+            true => (ours, hf, "transformer."),
+            false => (hf, ours, ""),
+        };
+        let anchor = if from.ends_with('.') { "" } else { "$" };
+        let pattern = from.replace('.', r"\.").replace("{i}", r"(\d+)");
+        store.with_key_remapping(
+            format!("^{pattern}{anchor}"),
+            format!("{prefix}{}", to.replace("{i}", "${1}")),
+        )
+    })
+}
 
 /// Loads the GPT-2 checkpoint in `dir` as an aigc text model, with its tokenizer and the
 /// config an aigc checkpoint of it would carry.
@@ -131,10 +142,8 @@ pub fn import_gpt2(
     let tokenizer = load_tokenizer_for(dir, &text)?;
     let mut model = text.init(device)?;
     let weights = dir.join(WEIGHTS_FILE);
-    let store = RENAMES.iter().fold(
-        SafetensorsStore::from_file(&weights),
-        |store, (from, to)| store.with_key_remapping(*from, *to),
-    );
+    let store = SafetensorsStore::from_file(&weights).with_key_remapping(r"^transformer\.", "");
+    let store = renamed(store, false);
     let skipped = |name: &str| {
         name == "lm_head.weight"
             || name.ends_with(".attn.bias")
@@ -149,46 +158,6 @@ pub fn import_gpt2(
     Ok((model, tokenizer, config))
 }
 
-/// aigc names to Hugging Face names (the inverse of [`RENAMES`]).
-const EXPORT_RENAMES: &[(&str, &str)] = &[
-    (r"^tok_embed\.weight$", "transformer.wte.weight"),
-    (r"^core\.pos_embed\.weight$", "transformer.wpe.weight"),
-    (r"^core\.norm_out\.gamma$", "transformer.ln_f.weight"),
-    (r"^core\.norm_out\.beta$", "transformer.ln_f.bias"),
-    (
-        r"^core\.blocks\.(\d+)\.norm_attn\.gamma$",
-        "transformer.h.${1}.ln_1.weight",
-    ),
-    (
-        r"^core\.blocks\.(\d+)\.norm_attn\.beta$",
-        "transformer.h.${1}.ln_1.bias",
-    ),
-    (
-        r"^core\.blocks\.(\d+)\.norm_mlp\.gamma$",
-        "transformer.h.${1}.ln_2.weight",
-    ),
-    (
-        r"^core\.blocks\.(\d+)\.norm_mlp\.beta$",
-        "transformer.h.${1}.ln_2.bias",
-    ),
-    (
-        r"^core\.blocks\.(\d+)\.attn\.qkv\.",
-        "transformer.h.${1}.attn.c_attn.",
-    ),
-    (
-        r"^core\.blocks\.(\d+)\.attn\.proj\.",
-        "transformer.h.${1}.attn.c_proj.",
-    ),
-    (
-        r"^core\.blocks\.(\d+)\.mlp\.fc_in\.",
-        "transformer.h.${1}.mlp.c_fc.",
-    ),
-    (
-        r"^core\.blocks\.(\d+)\.mlp\.fc_out\.",
-        "transformer.h.${1}.mlp.c_proj.",
-    ),
-];
-
 /// Writes a GPT-2-shaped text model (learned positions, biases, GELU) into `dir` as Hugging
 /// Face GPT-2 files: `config.json`, `model.safetensors` and `tokenizer.json`.
 pub fn export_gpt2(
@@ -199,18 +168,19 @@ pub fn export_gpt2(
 ) -> Result<()> {
     let core = &config.core;
     let activation = match core.activation {
-        Activation::GeluTanh => "gelu_new",
-        Activation::Gelu => "gelu",
-        Activation::SquaredRelu => "",
+        Activation::GeluTanh => Some("gelu_new"),
+        Activation::Gelu => Some("gelu"),
+        Activation::SquaredRelu => None,
     };
-    if activation.is_empty() || core.positions != Positions::Learned || !core.bias {
+    let (Some(activation), Positions::Learned, true) = (activation, core.positions, core.bias)
+    else {
         return Err(checkpoint_err(
             dir,
             "only GPT-2-shaped text models (learned positions, biases, GELU) export as GPT-2; \
              `aigc export --format pytorch` writes any model"
                 .into(),
         ));
-    }
+    };
     std::fs::create_dir_all(dir).map_err(|e| crate::Error::io("creating", dir, e))?;
     let hf = serde_json::json!({
         "architectures": ["GPT2LMHeadModel"],
@@ -231,9 +201,7 @@ pub fn export_gpt2(
     write_json(&dir.join("config.json"), &hf)?;
     tokenizer.save(&dir.join(TOKENIZER_FILE))?;
     let weights = dir.join(WEIGHTS_FILE);
-    let store = EXPORT_RENAMES.iter().fold(
-        SafetensorsStore::from_file(&weights).metadata("format", "pt"),
-        |store, (from, to)| store.with_key_remapping(*from, *to),
-    );
+    let store = SafetensorsStore::from_file(&weights).metadata("format", "pt");
+    let store = renamed(store, true);
     write_store(model, store, &weights)
 }
