@@ -238,26 +238,30 @@ impl<M: Trainable> Session<M> {
         };
         let value = loss.clone().into_scalar::<f32>();
         let forward = started.elapsed();
-        let mut grads = None;
-        let mut non_finite = (!value.is_finite()).then_some(("loss", value));
-        if non_finite.is_none() {
-            let mut g = GradientsParams::from_grads(loss.backward(), &self.model);
-            let norm = clip_global_norm(&self.model, &mut g, self.train.grad_clip);
-            non_finite = (!norm.is_finite()).then_some(("gradient norm", norm));
-            grads = Some(g);
-        }
-        if let Some((what, value)) = non_finite {
-            if self.skipped_in_a_row == self.train.skip_nonfinite_steps {
-                return Err(Error::Diverged { step, what, value });
+        let checked = match value.is_finite() {
+            false => Err(("loss", value)),
+            true => {
+                let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
+                let norm = clip_global_norm(&self.model, &mut grads, self.train.grad_clip);
+                norm.is_finite()
+                    .then_some(grads)
+                    .ok_or(("gradient norm", norm))
             }
-            self.skipped_in_a_row += 1;
-            tracing::warn!("step {step}: {what} is {value}; step skipped, no weight changed");
-            self.state.step += 1;
-            self.state.skipped_steps += 1;
-            return Ok((value, StepTimes::default()));
-        }
+        };
+        let grads = match checked {
+            Ok(grads) => grads,
+            Err((what, value)) => {
+                if self.skipped_in_a_row == self.train.skip_nonfinite_steps {
+                    return Err(Error::Diverged { step, what, value });
+                }
+                self.skipped_in_a_row += 1;
+                tracing::warn!("step {step}: {what} is {value}; step skipped, no weight changed");
+                self.state.step += 1;
+                self.state.skipped_steps += 1;
+                return Ok((value, StepTimes::default()));
+            }
+        };
         self.skipped_in_a_row = 0;
-        let grads = grads.expect("finite steps have gradients");
         let backward = started.elapsed() - forward;
         self.model = self.optim.step(self.lr(step), self.model.clone(), grads);
         if let Some(ema) = &mut self.ema {

@@ -140,16 +140,12 @@ impl Detokenizer {
 
     /// The text added by the tokens after the last returned piece (may be empty).
     fn next_piece(&mut self, tokenizer: &TextTokenizer, tokens: &[u32]) -> Result<String> {
-        let before = tokenizer.decode(&tokens[self.prefix..self.read])?;
-        let now = tokenizer.decode(&tokens[self.prefix..])?;
-        match now.get(before.len()..) {
-            Some(piece) if !piece.is_empty() && !piece.ends_with('\u{FFFD}') => {
-                let piece = piece.to_string();
-                (self.prefix, self.read) = (self.read, tokens.len());
-                Ok(piece)
-            }
-            _ => Ok(String::new()),
+        let piece = self.rest(tokenizer, tokens)?;
+        if piece.is_empty() || piece.ends_with('\u{FFFD}') {
+            return Ok(String::new());
         }
+        (self.prefix, self.read) = (self.read, tokens.len());
+        Ok(piece)
     }
 
     /// The text not yet returned, even if it ends in an incomplete UTF-8 sequence.
