@@ -1,6 +1,8 @@
 //! The audio pipeline end to end on tiny synthetic clips: training learns each class's pitch,
 //! checkpoints load, generation is seeded, and the CLI writes WAVs and spectrograms.
 
+mod common;
+
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -8,6 +10,7 @@ use aigc::checkpoint::{self, ModelConfig};
 use aigc::modality::audio::{generate_clips, magnitudes, read_wav, write_wav, AudioFormat};
 use aigc::modality::continuous::FlowGenerateOptions;
 use aigc::train::{pretrain_audio, AudioRecipe, Start};
+use common::aigc;
 
 /// The pitch of each class, in Hz.
 const PITCHES: [f32; 3] = [400.0, 1200.0, 2400.0];
@@ -92,13 +95,6 @@ fn a_tiny_model_learns_each_class_pitch() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("label 3 is outside"), "{err}");
-}
-
-fn aigc(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_aigc"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -6,13 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn aigc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aigc"))
-        .args(args)
-        .current_dir(common::root())
-        .output()
-        .expect("the aigc binary runs")
-}
+use common::aigc;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

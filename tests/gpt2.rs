@@ -5,11 +5,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use aigc::modality::text::{generate, GenerateOptions};
 use aigc::sample::SamplingConfig;
 use burn::prelude::*;
+use common::aigc;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -55,17 +55,11 @@ fn imported_gpt2_matches_transformers_token_for_token() {
     for prompt in &reference.prompts {
         let ids = tokenizer.encode(&prompt.text).unwrap();
         assert_eq!(ids, prompt.ids, "token ids of {:?}", prompt.text);
-        let input: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(input, [1, ids.len()]), &device);
-        let logits = model.forward(tokens); // (1, T, V)
-        let [_, t, v] = logits.dims();
-        let row = |i: usize| -> Vec<f32> {
-            let r = logits.clone().narrow(1, i, 1).reshape([v]);
-            r.into_data().try_into_vec::<f32>().unwrap()
-        };
-        let (first, last) = (row(0), row(t - 1));
+        let all = logits(&model, &ids); // (T, V) flattened
+        let v = prompt.logits.len();
+        let (first, last) = (&all[..v], &all[all.len() - v..]);
         let diff =
-            max_abs_diff(&last, &prompt.logits).max(max_abs_diff(&first, &prompt.first_logits));
+            max_abs_diff(last, &prompt.logits).max(max_abs_diff(first, &prompt.first_logits));
         assert!(diff < 1e-4, "logits of {:?} off by {diff}", prompt.text);
     }
 
@@ -88,12 +82,6 @@ fn import_then_generate_from_the_command_line() {
     let (dir, reference) = fixture();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("gpt2");
-    let aigc = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_aigc"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
     let o = aigc(&[
         "import",
         "gpt2",

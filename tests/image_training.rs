@@ -10,6 +10,7 @@ use aigc::checkpoint;
 use aigc::modality::continuous::FlowGenerateOptions;
 use aigc::modality::image::{generate_images, write_png, ImageShape};
 use aigc::train::{pretrain_image, ImageRecipe, Start};
+use common::aigc;
 
 const SHAPE: ImageShape = ImageShape {
     channels: 1,
@@ -110,12 +111,6 @@ fn cli_trains_and_writes_pngs_and_a_grid() {
     let data = dir.path().join("data");
     write_dataset(&data);
     let run = dir.path().join("run");
-    let aigc = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_aigc"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
     let o = aigc(&[
         "pretrain",
         "image",

@@ -3,6 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
+/// Runs the `aigc` binary with `args` from the repository root and returns its output.
+pub fn aigc(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_aigc"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the aigc binary runs")
+}
+
 /// Repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
