@@ -37,5 +37,5 @@ pub mod rng;
 pub mod sample;
 pub mod train;
 
-pub use device::{default_device, parse_device, set_default_device};
+pub use device::{default_device, parse_device, parse_devices, set_default_device, set_devices};
 pub use error::{Error, Result};

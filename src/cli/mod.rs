@@ -36,7 +36,8 @@ pub struct Cli {
     /// Worker threads for tensor math (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
-    /// Compute device: cpu, or with the matching Cargo feature wgpu[:N] / cuda[:N].
+    /// Compute device: cpu, or with the matching Cargo feature wgpu[:N] / cuda[:N]. Training
+    /// takes a comma-separated list (`cuda:0,cuda:1`) and splits each step's batch over them.
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
     #[command(subcommand)]
@@ -84,7 +85,7 @@ pub fn run() -> ExitCode {
         eprintln!("error: cannot start {threads} threads: {e}");
         return ExitCode::FAILURE;
     }
-    if let Err(e) = aigc::parse_device(&cli.device).and_then(aigc::set_default_device) {
+    if let Err(e) = aigc::parse_devices(&cli.device).and_then(aigc::set_devices) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }

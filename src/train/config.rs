@@ -54,6 +54,20 @@ pub struct TrainConfig {
     /// first such step with 0 (the default), training stops with an error.
     #[serde(default, skip_serializing_if = "crate::checkpoint::is_zero")]
     pub skip_nonfinite_steps: usize,
+    /// Gradient accumulation: each device runs this many shards of a step's batch one after
+    /// another. The `batch_size` examples of a step are split evenly over `grad_accum` x
+    /// devices shards and their gradients averaged, so a batch that does not fit in memory
+    /// still trains as one. Default 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub grad_accum: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl TrainConfig {
@@ -77,6 +91,7 @@ impl TrainConfig {
             label_dropout: 0.0,
             ema_decay: None,
             skip_nonfinite_steps: 0,
+            grad_accum: 1,
         }
     }
 
@@ -111,6 +126,12 @@ impl TrainConfig {
         }
         if let Some(decay) = self.ema_decay.filter(|d| !(0.0..1.0).contains(d)) {
             return bad(format!("ema_decay must be in [0, 1), got {decay}"));
+        }
+        if self.grad_accum == 0 || !self.batch_size.is_multiple_of(self.grad_accum) {
+            return bad(format!(
+                "grad_accum must divide batch_size {}, got {}",
+                self.batch_size, self.grad_accum
+            ));
         }
         if self.weight_decay < 0.0 || self.grad_clip < 0.0 {
             return bad("weight_decay and grad_clip must be >= 0".into());
@@ -177,6 +198,7 @@ impl TextRecipe {
                 label_dropout: 0.0,
                 ema_decay: None,
                 skip_nonfinite_steps: 0,
+                grad_accum: 1,
             },
         }
     }
@@ -257,6 +279,7 @@ impl ImageRecipe {
                 label_dropout: 0.1,
                 ema_decay: None,
                 skip_nonfinite_steps: 0,
+                grad_accum: 1,
             },
         }
     }
@@ -335,6 +358,7 @@ impl AudioRecipe {
                 label_dropout: 0.1,
                 ema_decay: Some(0.999),
                 skip_nonfinite_steps: 0,
+                grad_accum: 1,
             },
         }
     }
@@ -414,6 +438,7 @@ pub fn classifier_recipe(
         label_dropout: 0.0,
         ema_decay: None,
         skip_nonfinite_steps: 0,
+        grad_accum: 1,
     };
     (model, train)
 }

@@ -18,6 +18,7 @@ mod eval;
 mod image;
 mod metrics;
 mod schedule;
+mod shards;
 mod text;
 
 pub use audio::{pretrain_audio, AudioData};
@@ -36,10 +37,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 use self::ema::Ema;
 use crate::card::model_card;
@@ -93,8 +93,9 @@ pub enum Start<'a, R> {
 
 /// What the training loop needs from a model family.
 pub trait Trainable: Module + Sized {
-    /// Training and validation data, prepared for this model.
-    type Data;
+    /// Training and validation data, prepared for this model (shared by the threads of a
+    /// multi-device step).
+    type Data: Sync;
 
     /// Mean loss of one training batch, drawn from `data` with `rng`, on `device`.
     fn train_loss(
@@ -120,7 +121,9 @@ pub(crate) struct Session<M> {
     pub optim: ModuleOptimizer,
     pub state: TrainState,
     pub train: TrainConfig,
-    pub device: Device,
+    /// Where the model trains: the main device, which holds the weights and the optimizer,
+    /// then any others that share each step's batch (see `shards.rs`).
+    pub devices: Vec<Device>,
     /// Steps skipped in a row for a NaN or infinite loss or gradient.
     skipped_in_a_row: usize,
 }
@@ -146,7 +149,7 @@ impl<M: Trainable> Session<M> {
             optim: optimizer(train),
             state: TrainState::default(),
             train: train.clone(),
-            device,
+            devices: training_devices(device),
             skipped_in_a_row: 0,
         })
     }
@@ -188,7 +191,7 @@ impl<M: Trainable> Session<M> {
             optim,
             state,
             train,
-            device,
+            devices: training_devices(device),
             skipped_in_a_row: 0,
         })
     }
@@ -227,21 +230,13 @@ impl<M: Trainable> Session<M> {
     /// One optimizer step; returns its training loss and how long its phases took.
     fn step(&mut self, data: &M::Data) -> Result<(f32, StepTimes)> {
         let step = self.state.step;
-        let step_seed = mix(self.train.seed, step as u64);
-        let mut rng = StdRng::seed_from_u64(step_seed);
         let started = Instant::now();
-        let loss = {
-            let _rng = lock_device_rng();
-            self.device.seed(step_seed ^ 0x5eed); // dropout masks and noise of this step
-            self.model
-                .train_loss(data, &self.train, &mut rng, &self.device)
-        };
-        let value = loss.clone().into_scalar::<f32>();
-        let forward = started.elapsed();
-        let checked = match value.is_finite() {
-            false => Err(("loss", value)),
-            true => {
-                let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let step_seed = mix(self.train.seed, step as u64);
+        let sharded = shards::step_grads(&self.model, &self.devices, data, &self.train, step_seed)?;
+        let value = sharded.loss;
+        let checked = match sharded.grads {
+            None => Err(("loss", value)),
+            Some(mut grads) => {
                 let norm = clip_global_norm(&self.model, &mut grads, self.train.grad_clip);
                 norm.is_finite()
                     .then_some(grads)
@@ -262,6 +257,7 @@ impl<M: Trainable> Session<M> {
             }
         };
         self.skipped_in_a_row = 0;
+        let forward = std::time::Duration::from_secs_f64(sharded.forward);
         let backward = started.elapsed() - forward;
         self.model = self.optim.step(self.lr(step), self.model.clone(), grads);
         if let Some(ema) = &mut self.ema {
@@ -281,7 +277,7 @@ impl<M: Trainable> Session<M> {
     /// Validation loss of the weights the checkpoint ships (the average, if any).
     fn val_loss(&self, data: &M::Data) -> Result<f64> {
         let _rng = lock_device_rng();
-        self.device.seed(self.train.seed ^ 0xe7a1); // the same noise at every evaluation
+        self.devices[0].seed(self.train.seed ^ 0xe7a1); // the same noise at every evaluation
         self.shipped().valid().val_loss(data, &self.train)
     }
 
@@ -352,6 +348,15 @@ pub(crate) fn run_config(model: ModelConfig, train: &TrainConfig) -> CheckpointC
         model,
         train: Some(train.clone()),
     }
+}
+
+/// `main`, then the other devices chosen for training (`--device a,b,...`), autodiff-enabled
+/// like `main`.
+fn training_devices(main: Device) -> Vec<Device> {
+    let autodiff = main.is_autodiff();
+    let extra = crate::device::extra_devices().into_iter();
+    let extra = extra.map(|d| if autodiff { d.autodiff() } else { d });
+    std::iter::once(main).chain(extra).collect()
 }
 
 /// AdamW with weight decay on weight matrices and embeddings only (not on norms or biases).
