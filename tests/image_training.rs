@@ -4,50 +4,12 @@
 mod common;
 
 use std::ops::ControlFlow;
-use std::path::Path;
 
 use aigc::checkpoint;
 use aigc::modality::continuous::FlowGenerateOptions;
-use aigc::modality::image::{generate_images, write_png, ImageShape};
+use aigc::modality::image::generate_images;
 use aigc::train::{pretrain_image, ImageRecipe, Start};
-use common::aigc;
-
-const SHAPE: ImageShape = ImageShape {
-    channels: 1,
-    height: 8,
-    width: 8,
-    patch_size: 4,
-};
-
-/// Class 0: a bright top half; class 1: a bright left half; class 2: a bright centre square.
-fn pattern(class: usize) -> Vec<f32> {
-    (0..64)
-        .map(|i| {
-            let (y, x) = (i / 8, i % 8);
-            let on = match class {
-                0 => y < 4,
-                1 => x < 4,
-                _ => (2..6).contains(&y) && (2..6).contains(&x),
-            };
-            if on {
-                1.0
-            } else {
-                -1.0
-            }
-        })
-        .collect()
-}
-
-/// Writes `root/<class>/<i>.png`, 10 copies of each class pattern.
-fn write_dataset(root: &Path) {
-    for class in 0..3 {
-        let dir = root.join(format!("{class}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..10 {
-            write_png(&dir.join(format!("{i}.png")), &pattern(class), &SHAPE).unwrap();
-        }
-    }
-}
+use common::{aigc, tiny_image_pattern, write_tiny_image_dataset, TINY_IMAGE_SHAPE};
 
 fn mse(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f32>() / a.len() as f32
@@ -56,7 +18,7 @@ fn mse(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn a_tiny_model_learns_to_draw_each_class() {
     let dir = tempfile::tempdir().unwrap();
-    write_dataset(&dir.path().join("data"));
+    write_tiny_image_dataset(&dir.path().join("data"));
     let run = dir.path().join("run");
     let mut recipe = ImageRecipe::tiny();
     recipe.train.steps = 800;
@@ -82,12 +44,12 @@ fn a_tiny_model_learns_to_draw_each_class() {
         seed: 5,
         ..FlowGenerateOptions::image()
     };
-    let images = generate_images(&model, &SHAPE, &labels, &options).unwrap();
+    let images = generate_images(&model, &TINY_IMAGE_SHAPE, &labels, &options).unwrap();
     for (img, label) in images.iter().zip(&labels) {
-        let own = mse(img, &pattern(label.unwrap()));
+        let own = mse(img, &tiny_image_pattern(label.unwrap()));
         let others = (0..3)
             .filter(|&c| Some(c) != *label)
-            .map(|c| mse(img, &pattern(c)));
+            .map(|c| mse(img, &tiny_image_pattern(c)));
         assert!(own < 0.25, "class {label:?}: mse {own} to its own pattern");
         assert!(
             others.into_iter().all(|o| o > own),
@@ -95,11 +57,11 @@ fn a_tiny_model_learns_to_draw_each_class() {
         );
     }
     assert_eq!(
-        generate_images(&model, &SHAPE, &labels, &options).unwrap(),
+        generate_images(&model, &TINY_IMAGE_SHAPE, &labels, &options).unwrap(),
         images,
         "seeded"
     );
-    let err = generate_images(&model, &SHAPE, &[Some(3)], &options)
+    let err = generate_images(&model, &TINY_IMAGE_SHAPE, &[Some(3)], &options)
         .unwrap_err()
         .to_string();
     assert!(err.contains("label 3 is outside"), "{err}");
@@ -109,7 +71,7 @@ fn a_tiny_model_learns_to_draw_each_class() {
 fn cli_trains_and_writes_pngs_and_a_grid() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    write_dataset(&data);
+    write_tiny_image_dataset(&data);
     let run = dir.path().join("run");
     let o = aigc(&[
         "pretrain",

@@ -17,6 +17,7 @@ mod atomic;
 mod checksums;
 mod gpt2;
 mod param_ids;
+mod transplant;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -25,6 +26,7 @@ use std::path::Path;
 pub use checksums::{verify, CHECKSUM_FILE};
 pub use gpt2::{export_gpt2, import_gpt2};
 pub use param_ids::restore_param_ids;
+pub use transplant::load_core;
 
 use atomic::{replace_dir, sibling, sync_dir_files};
 use param_ids::param_ids;
@@ -35,6 +37,7 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::core::TransformerConfig;
 use crate::modality::audio::{AudioModel, AudioModelConfig};
 use crate::modality::image::{ImageModel, ImageModelConfig};
 use crate::modality::judge::{Classifier, ClassifierConfig};
@@ -83,6 +86,16 @@ impl ModelConfig {
             ModelConfig::Text(_) => Modality::Text,
             ModelConfig::Image(_) | ModelConfig::Classifier(_) => Modality::Image,
             ModelConfig::Audio(_) => Modality::Audio,
+        }
+    }
+
+    /// The Transformer core's architecture; none for the classifier, which has no core.
+    pub fn core(&self) -> Option<&TransformerConfig> {
+        match self {
+            ModelConfig::Text(m) => Some(&m.core),
+            ModelConfig::Image(m) => Some(&m.core),
+            ModelConfig::Audio(m) => Some(&m.core),
+            ModelConfig::Classifier(_) => None,
         }
     }
 }
@@ -360,7 +373,7 @@ pub(crate) fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> 
 
 /// Loads every tensor of `store` (read from `path`) into `model`; a tensor the model lacks
 /// is an error unless `ignored` accepts its name.
-fn apply_weights<M: Module>(
+pub(crate) fn apply_weights<M: Module>(
     model: &mut M,
     mut store: SafetensorsStore,
     path: &Path,
@@ -385,7 +398,7 @@ pub(crate) fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-fn checkpoint_err(path: &Path, message: String) -> Error {
+pub(crate) fn checkpoint_err(path: &Path, message: String) -> Error {
     Error::Checkpoint {
         path: path.to_path_buf(),
         message,

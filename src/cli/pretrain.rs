@@ -90,6 +90,18 @@ pub struct RunArgs {
     /// Continue the run in --out from its last checkpoint, with its own settings.
     #[arg(long)]
     resume: bool,
+    /// Fine-tune: start from this checkpoint's model (architecture, weights, tokenizer or
+    /// codec statistics) with the recipe's training settings (give it a lower `lr` with
+    /// --config).
+    #[arg(long, value_name = "CHECKPOINT", conflicts_with = "core")]
+    init: Option<PathBuf>,
+    /// Start the new model's Transformer core from this checkpoint's (any modality; the same
+    /// core architecture).
+    #[arg(long, value_name = "CHECKPOINT")]
+    core: Option<PathBuf>,
+    /// Train only the adapters and decoders; the core's weights never change.
+    #[arg(long)]
+    freeze_core: bool,
 }
 
 pub fn run(cmd: PretrainCommand) -> anyhow::Result<()> {
@@ -127,9 +139,11 @@ fn train<R: Recipe + DeserializeOwned>(
 ) -> anyhow::Result<()> {
     let recipe;
     let start = if args.resume {
-        if args.config.is_some() || args.steps.is_some() || args.seed.is_some() {
+        let starts = args.init.is_some() || args.core.is_some() || args.freeze_core;
+        if args.config.is_some() || args.steps.is_some() || args.seed.is_some() || starts {
             bail!(
-                "--resume continues with the run's own settings; drop --config, --steps and --seed"
+                "--resume continues with the run's own settings; drop --config, --steps, --seed, \
+                 --init, --core and --freeze-core"
             );
         }
         Start::Resume
@@ -206,6 +220,10 @@ fn resolve_recipe<R: Recipe + DeserializeOwned>(
     if let Some(seed) = args.seed {
         recipe.train_mut().seed = seed;
     }
+    let train = recipe.train_mut();
+    train.init = args.init.clone().or(train.init.take());
+    train.core_from = args.core.clone().or(train.core_from.take());
+    train.freeze_core |= args.freeze_core;
     recipe.check()?;
     Ok(recipe)
 }

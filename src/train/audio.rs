@@ -9,7 +9,8 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::{
-    run_config, AudioRecipe, MetricsLog, Progress, Session, Start, TrainConfig, Trainable,
+    run_config, with_core_from, AudioRecipe, MetricsLog, Progress, Session, Start, TrainConfig,
+    Trainable,
 };
 use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::audio::{
@@ -198,11 +199,39 @@ pub fn pretrain_audio(
 ) -> Result<TrainState> {
     let device = crate::default_device().autodiff();
     let (mut session, config, clips) = match start {
+        Start::Fresh(
+            recipe @ AudioRecipe {
+                train: TrainConfig {
+                    init: Some(from), ..
+                },
+                ..
+            },
+        ) => {
+            let (model, base) = checkpoint::load_audio(from, &device)?;
+            let ModelConfig::Audio(audio) = base.model else {
+                unreachable!("load_audio returns audio models")
+            };
+            let recipe = AudioRecipe {
+                model: audio,
+                ..recipe.clone()
+            };
+            recipe.validate()?;
+            // the codec statistics the weights were trained with, not the new data's
+            let clips = AudioData::load_splits(data, &recipe.model, recipe.train.batch_size)?;
+            let session = Session::fresh(&recipe.train, device, |_| Ok(model))?;
+            (
+                session,
+                run_config(ModelConfig::Audio(recipe.model), &recipe.train),
+                clips,
+            )
+        }
         Start::Fresh(recipe) => {
             recipe.validate()?;
             let mut model = recipe.model.clone();
             let clips = AudioData::fit_splits(data, &mut model, recipe.train.batch_size)?;
-            let session = Session::fresh(&recipe.train, device, |d| model.init(d))?;
+            let session = Session::fresh(&recipe.train, device, |d| {
+                with_core_from(model.init(d)?, &model.core, &recipe.train)
+            })?;
             (
                 session,
                 run_config(ModelConfig::Audio(model), &recipe.train),

@@ -1,5 +1,7 @@
 //! Training configuration and the text pretraining recipe (`--config FILE`).
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::core::TransformerConfig;
@@ -60,6 +62,18 @@ pub struct TrainConfig {
     /// still trains as one. Default 1.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub grad_accum: usize,
+    /// Fine-tuning: a checkpoint whose model (architecture, weights, tokenizer or codec
+    /// statistics) the run starts from, instead of a new model from the recipe. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
+    /// A checkpoint (of any modality) whose Transformer core the new model starts with; the
+    /// cores must have the same architecture. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_from: Option<PathBuf>,
+    /// Train only the adapters and decoders: the core's weights get no gradients and never
+    /// change (with `init` or `core_from`, the path for adding a modality to a trained core).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_core: bool,
 }
 
 fn one() -> usize {
@@ -92,6 +106,9 @@ impl TrainConfig {
             ema_decay: None,
             skip_nonfinite_steps: 0,
             grad_accum: 1,
+            init: None,
+            core_from: None,
+            freeze_core: false,
         }
     }
 
@@ -132,6 +149,9 @@ impl TrainConfig {
                 "grad_accum must divide batch_size {}, got {}",
                 self.batch_size, self.grad_accum
             ));
+        }
+        if self.init.is_some() && self.core_from.is_some() {
+            return bad("init already brings a core; drop core_from".into());
         }
         if self.weight_decay < 0.0 || self.grad_clip < 0.0 {
             return bad("weight_decay and grad_clip must be >= 0".into());
@@ -199,6 +219,9 @@ impl TextRecipe {
                 ema_decay: None,
                 skip_nonfinite_steps: 0,
                 grad_accum: 1,
+                init: None,
+                core_from: None,
+                freeze_core: false,
             },
         }
     }
@@ -280,6 +303,9 @@ impl ImageRecipe {
                 ema_decay: None,
                 skip_nonfinite_steps: 0,
                 grad_accum: 1,
+                init: None,
+                core_from: None,
+                freeze_core: false,
             },
         }
     }
@@ -339,6 +365,7 @@ impl AudioRecipe {
                 head_blocks: 3,
                 noise_draws: 4,
                 input_noise: 0.1,
+                flow_time: crate::modality::flow::FlowTime::LogitNormal,
             },
             train: TrainConfig {
                 steps: 5500,
@@ -359,6 +386,9 @@ impl AudioRecipe {
                 ema_decay: Some(0.999),
                 skip_nonfinite_steps: 0,
                 grad_accum: 1,
+                init: None,
+                core_from: None,
+                freeze_core: false,
             },
         }
     }
@@ -439,6 +469,9 @@ pub fn classifier_recipe(
         ema_decay: None,
         skip_nonfinite_steps: 0,
         grad_accum: 1,
+        init: None,
+        core_from: None,
+        freeze_core: false,
     };
     (model, train)
 }

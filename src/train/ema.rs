@@ -42,17 +42,20 @@ impl<M: Module> Ema<M> {
     }
 }
 
-/// Every float parameter, off the autodiff device and flattened, in visiting order.
+/// Every float parameter, off the autodiff device and flattened, in visiting order; none for
+/// a frozen parameter, whose average stays exactly as it is.
 #[derive(Default)]
 struct Collect {
-    values: Vec<Tensor<1>>,
+    values: Vec<Option<Tensor<1>>>,
 }
 
 impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let value = param.val().without_autodiff();
+        let value = param.val();
+        let trained = value.is_require_grad() || !value.device().is_autodiff();
         let n = value.shape().num_elements();
-        self.values.push(value.reshape([n]));
+        self.values
+            .push(trained.then(|| value.without_autodiff().reshape([n])));
     }
 }
 
@@ -62,12 +65,15 @@ struct Blend<I> {
     decay: f64,
 }
 
-impl<I: Iterator<Item = Tensor<1>>> ModuleMapper for Blend<I> {
+impl<I: Iterator<Item = Option<Tensor<1>>>> ModuleMapper for Blend<I> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let current = self
             .current
             .next()
             .expect("the average and the model have different parameters");
+        let Some(current) = current else {
+            return param; // frozen
+        };
         let decay = self.decay;
         param.map(|average| {
             let dims = average.dims();

@@ -9,7 +9,8 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::{
-    run_config, ImageRecipe, MetricsLog, Progress, Session, Start, TrainConfig, Trainable,
+    run_config, with_core_from, ImageRecipe, MetricsLog, Progress, Session, Start, TrainConfig,
+    Trainable,
 };
 use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::image::{ImageDataset, ImageModel, ImageShape};
@@ -116,9 +117,33 @@ pub fn pretrain_image(
 ) -> Result<TrainState> {
     let device = crate::default_device().autodiff();
     let (mut session, config) = match start {
+        Start::Fresh(
+            recipe @ ImageRecipe {
+                train: TrainConfig {
+                    init: Some(from), ..
+                },
+                ..
+            },
+        ) => {
+            let (model, base) = checkpoint::load_image(from, &device)?;
+            let ModelConfig::Image(image_model) = base.model else {
+                unreachable!("load_image returns image models")
+            };
+            let recipe = ImageRecipe {
+                model: image_model,
+                ..recipe.clone()
+            };
+            recipe.validate()?;
+            let session = Session::fresh(&recipe.train, device, |_| Ok(model))?;
+            let config = run_config(ModelConfig::Image(recipe.model), &recipe.train);
+            (session, config)
+        }
         Start::Fresh(recipe) => {
             recipe.validate()?;
-            let session = Session::fresh(&recipe.train, device, |d| recipe.model.init(d))?;
+            let model = &recipe.model;
+            let session = Session::fresh(&recipe.train, device, |d| {
+                with_core_from(model.init(d)?, &model.core, &recipe.train)
+            })?;
             let config = run_config(ModelConfig::Image(recipe.model.clone()), &recipe.train);
             (session, config)
         }

@@ -141,7 +141,7 @@ impl<M: Trainable> Session<M> {
             device.seed(train.seed);
             let model = init(&device)?;
             model.visit(&mut InitNow); // parameters initialise lazily; draw them all now
-            model
+            freeze_core_if(train, model)
         };
         Ok(Self {
             ema: train.ema_decay.map(|decay| Ema::new(&model, decay)),
@@ -176,7 +176,7 @@ impl<M: Trainable> Session<M> {
             }
             None => (model, None),
         };
-        let model = checkpoint::restore_param_ids(model, &state);
+        let model = freeze_core_if(&train, checkpoint::restore_param_ids(model, &state));
         let optim_path = out.join(checkpoint::OPTIMIZER_FILE);
         checkpoint::verify(&optim_path)?;
         let optim = optimizer(&train)
@@ -348,6 +348,30 @@ pub(crate) fn run_config(model: ModelConfig, train: &TrainConfig) -> CheckpointC
         model,
         train: Some(train.clone()),
     }
+}
+
+/// `model` with its core frozen if `train.freeze_core`: the core's parameters get no
+/// gradients, so the optimizer never changes them (weight decay included), while gradients
+/// still flow through the core to the adapters below it. The core's dropout is off too.
+fn freeze_core_if<M: Module>(train: &TrainConfig, model: M) -> M {
+    match train.freeze_core {
+        true => model.freeze_group(ParamGroup::from_regex(r"^core\.").expect("a valid pattern")),
+        false => model,
+    }
+}
+
+/// The model a fresh run starts from when it is not fine-tuning a whole checkpoint: `model`
+/// (just built, with a core of architecture `core`), with the core weights of
+/// `train.core_from` if set.
+pub(crate) fn with_core_from<M: Module>(
+    mut model: M,
+    core: &crate::core::TransformerConfig,
+    train: &TrainConfig,
+) -> Result<M> {
+    if let Some(dir) = &train.core_from {
+        checkpoint::load_core(&mut model, core, dir)?;
+    }
+    Ok(model)
 }
 
 /// `main`, then the other devices chosen for training (`--device a,b,...`), autodiff-enabled

@@ -8,7 +8,8 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 
 use super::{
-    evaluate, run_config, MetricsLog, Progress, Session, Start, TextRecipe, TrainConfig, Trainable,
+    evaluate, run_config, with_core_from, MetricsLog, Progress, Session, Start, TextRecipe,
+    TrainConfig, Trainable,
 };
 use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::text::{
@@ -77,6 +78,26 @@ pub fn pretrain_text(
     let device = crate::default_device().autodiff();
     let text = read_text(data)?;
     let (mut session, tokenizer, config) = match start {
+        Start::Fresh(
+            recipe @ TextRecipe {
+                train: TrainConfig {
+                    init: Some(from), ..
+                },
+                ..
+            },
+        ) => {
+            let (model, tokenizer, base) = checkpoint::load_text(from, &device)?;
+            let ModelConfig::Text(text_model) = &base.model else {
+                unreachable!("load_text returns text models")
+            };
+            TextRecipe {
+                core: text_model.core.clone(),
+                ..recipe.clone()
+            }
+            .validate()?;
+            let session = Session::fresh(&recipe.train, device, |_| Ok(model))?;
+            (session, tokenizer, run_config(base.model, &recipe.train))
+        }
         Start::Fresh(recipe) => {
             recipe.validate()?;
             let tokenizer = TextTokenizer::build(recipe.tokenizer, split_text(&text).0)?;
@@ -84,7 +105,9 @@ pub fn pretrain_text(
                 vocab_size: tokenizer.vocab_size(),
                 core: recipe.core.clone(),
             };
-            let session = Session::fresh(&recipe.train, device, |d| model.init(d))?;
+            let session = Session::fresh(&recipe.train, device, |d| {
+                with_core_from(model.init(d)?, &model.core, &recipe.train)
+            })?;
             let config = run_config(ModelConfig::Text(model), &recipe.train);
             (session, tokenizer, config)
         }

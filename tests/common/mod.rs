@@ -56,3 +56,46 @@ pub fn losses(dir: &Path) -> Vec<(u64, f64)> {
         })
         .collect()
 }
+
+/// 8x8 grayscale images in 4x4 patches.
+pub const TINY_IMAGE_SHAPE: aigc::modality::image::ImageShape = aigc::modality::image::ImageShape {
+    channels: 1,
+    height: 8,
+    width: 8,
+    patch_size: 4,
+};
+
+/// Class 0: a bright top half; class 1: a bright left half; class 2: a bright centre square.
+pub fn tiny_image_pattern(class: usize) -> Vec<f32> {
+    (0..64)
+        .map(|i| {
+            let (y, x) = (i / 8, i % 8);
+            let on = match class {
+                0 => y < 4,
+                1 => x < 4,
+                _ => (2..6).contains(&y) && (2..6).contains(&x),
+            };
+            if on {
+                1.0
+            } else {
+                -1.0
+            }
+        })
+        .collect()
+}
+
+/// Writes `root/<class>/<i>.png`, 10 copies of each class pattern.
+pub fn write_tiny_image_dataset(root: &Path) {
+    for class in 0..3 {
+        let dir = root.join(format!("{class}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..10 {
+            aigc::modality::image::write_png(
+                &dir.join(format!("{i}.png")),
+                &tiny_image_pattern(class),
+                &TINY_IMAGE_SHAPE,
+            )
+            .unwrap();
+        }
+    }
+}

@@ -46,6 +46,13 @@ pub struct AudioModelConfig {
     /// Standard deviation of Gaussian noise added to the teacher-forced input units in
     /// training, so the model tolerates its own imperfect samples.
     pub input_noise: f32,
+    /// How the training loss draws flow times. Default: logit-normal.
+    #[serde(default = "logit_normal")]
+    pub flow_time: FlowTime,
+}
+
+fn logit_normal() -> FlowTime {
+    FlowTime::LogitNormal
 }
 
 impl AudioModelConfig {
@@ -69,6 +76,7 @@ impl AudioModelConfig {
             head_blocks: 2,
             noise_draws: 2,
             input_noise: 0.1,
+            flow_time: FlowTime::LogitNormal,
         }
     }
 
@@ -151,6 +159,7 @@ impl AudioModelConfig {
             unit_dim,
             noise_draws: self.noise_draws,
             input_noise: self.input_noise,
+            flow_time: self.flow_time,
         })
     }
 }
@@ -172,6 +181,8 @@ pub struct AudioModel {
     unit_dim: usize,
     noise_draws: usize,
     input_noise: f32,
+    #[module(skip)]
+    flow_time: FlowTime,
 }
 
 impl AudioModel {
@@ -221,9 +232,7 @@ impl AudioModel {
         let valid = Tensor::<1, Int>::from_data(TensorData::new(valid, [rows]), &device);
         let x0 = units.reshape([b * n, u]).select(0, valid.clone());
         let z = z.narrow(1, 1, n).reshape([b * n, d]).select(0, valid);
-        self.head
-            .loss(x0, z, self.noise_draws, FlowTime::LogitNormal)
-            + length_loss * LENGTH_LOSS_WEIGHT
+        self.head.loss(x0, z, self.noise_draws, self.flow_time) + length_loss * LENGTH_LOSS_WEIGHT
     }
 
     /// Draws one clip's units per label: first its length from the class position, then the

@@ -1,0 +1,181 @@
+//! Starting a run from trained weights: a whole checkpoint (`--init`, fine-tuning) or only its
+//! Transformer core (`--core`), optionally frozen (`--freeze-core`), across modalities.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aigc::train::{ImageRecipe, TextRecipe};
+use common::{aigc, losses, small_corpus, tiny_text_model, write_tiny_image_dataset};
+
+/// The raw bytes of the tensors in a safetensors file whose names start with `prefix`.
+fn tensors(path: &Path, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let header = header.as_object().unwrap();
+    header
+        .iter()
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(name, info)| {
+            let at = |i: usize| info["data_offsets"][i].as_u64().unwrap() as usize;
+            (name.clone(), data[at(0)..at(1)].to_vec())
+        })
+        .collect()
+}
+
+fn run_ok(args: &[&str]) {
+    let o = aigc(args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn run_err(args: &[&str]) -> String {
+    let o = aigc(args);
+    assert!(!o.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn config_of(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+}
+
+/// The path for adding a modality cheaply: an image adapter and decoder trained on top of a
+/// core trained on text. The core's weights must come out bit-identical.
+#[test]
+fn an_image_model_trains_on_a_frozen_text_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let image_core = ImageRecipe::tiny().model.core;
+    let text_recipe = TextRecipe {
+        train: aigc::train::TrainConfig {
+            seq_len: image_core.max_seq_len,
+            ..TextRecipe::tiny().train
+        },
+        core: image_core,
+        ..TextRecipe::tiny()
+    };
+    let recipe = dir.path().join("text.json");
+    std::fs::write(&recipe, serde_json::to_string(&text_recipe).unwrap()).unwrap();
+    let corpus = small_corpus(dir.path(), 20_000);
+    let text = dir.path().join("text");
+    let (recipe, corpus, text_s) = (
+        recipe.to_str().unwrap(),
+        corpus.to_str().unwrap(),
+        text.to_str().unwrap(),
+    );
+    run_ok(&[
+        "pretrain", "text", "--config", recipe, "--data", corpus, "--out", text_s,
+    ]);
+    let data = dir.path().join("images");
+    write_tiny_image_dataset(&data);
+    let image = dir.path().join("image");
+    let (data, image_s) = (data.to_str().unwrap(), image.to_str().unwrap());
+    let image_args = [
+        "pretrain", "image", "--preset", "tiny", "--data", data, "--out", image_s, "--core", text_s,
+    ];
+    run_ok(&[&image_args[..], &["--freeze-core", "--steps", "12"]].concat());
+
+    let text_core = tensors(&text.join("model.safetensors"), "core.");
+    assert!(text_core.len() > 5, "{:?}", text_core.keys());
+    let changed = |dir: &Path| -> Vec<String> {
+        let core = tensors(&dir.join("model.safetensors"), "core.");
+        assert_eq!(core.len(), text_core.len());
+        core.into_iter()
+            .filter(|(name, bytes)| text_core[name] != *bytes)
+            .map(|(name, _)| name)
+            .collect()
+    };
+    assert_eq!(
+        changed(&image),
+        Vec::<String>::new(),
+        "a frozen core changes no weight"
+    );
+    let image_losses = losses(&image);
+    let (first, last) = (image_losses[0].1, image_losses.last().unwrap().1);
+    assert!(
+        last < first * 0.9,
+        "the adapter and head learn: {first} -> {last}"
+    );
+    let train = &config_of(&image)["train"];
+    assert_eq!(train["core_from"], text_s);
+    assert_eq!(train["freeze_core"], true);
+
+    // Without --freeze-core the core starts from the text core and then trains.
+    let unfrozen = dir.path().join("unfrozen");
+    let mut args = image_args.to_vec();
+    args[7] = unfrozen.to_str().unwrap();
+    run_ok(&args);
+    assert_ne!(
+        tensors(&unfrozen.join("model.safetensors"), "core."),
+        text_core
+    );
+
+    // A core of another architecture is refused before training.
+    let mismatch = dir.path().join("mismatch");
+    args[7] = mismatch.to_str().unwrap();
+    args[9] = "models/text-shakespeare";
+    let err = run_err(&args);
+    assert!(err.contains("differs from the new model's"), "{err}");
+}
+
+/// `--init` starts from the checkpoint's weights and tokenizer: with a learning rate too
+/// small to move them, the fine-tuned weights are the original ones.
+#[test]
+fn fine_tuning_starts_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_text_model(dir.path());
+    let recipe = TextRecipe {
+        train: aigc::train::TrainConfig {
+            lr: 1e-12,
+            min_lr: 1e-12,
+            steps: 2,
+            ..TextRecipe::tiny().train
+        },
+        ..TextRecipe::tiny()
+    };
+    let recipe_path = dir.path().join("slow.json");
+    std::fs::write(&recipe_path, serde_json::to_string(&recipe).unwrap()).unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    let tuned = dir.path().join("tuned");
+    let args = [
+        "pretrain",
+        "text",
+        "--config",
+        recipe_path.to_str().unwrap(),
+        "--data",
+        corpus.to_str().unwrap(),
+        "--out",
+        tuned.to_str().unwrap(),
+        "--init",
+        base.to_str().unwrap(),
+    ];
+    run_ok(&args);
+    let before = common::logits_of(&base, &[1, 2, 3, 4]);
+    let after = common::logits_of(&tuned, &[1, 2, 3, 4]);
+    let diff = before
+        .iter()
+        .zip(&after)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "logits moved by {diff}");
+    let tokenizer = |d: &Path| std::fs::read(d.join("tokenizer.json")).unwrap();
+    assert_eq!(tokenizer(&tuned), tokenizer(&base));
+    assert_eq!(config_of(&tuned)["train"]["init"], base.to_str().unwrap());
+
+    // An image checkpoint is no text model; --resume takes no starting point.
+    let mut wrong = args.to_vec();
+    let wrong_out = dir.path().join("wrong");
+    wrong[7] = wrong_out.to_str().unwrap();
+    wrong[9] = "models/image-mnist";
+    let err = run_err(&wrong);
+    assert!(err.contains("image"), "{err}");
+    let resume = [
+        "pretrain", "text", "--data", args[5], "--out", args[7], "--resume",
+    ];
+    let err = run_err(&[&resume[..], &["--init", args[9]]].concat());
+    assert!(
+        err.contains("--resume continues with the run's own settings"),
+        "{err}"
+    );
+}
