@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use aigc::checkpoint::{self, ModelConfig};
-use aigc::modality::audio::{generate_clips, write_wav};
+use aigc::modality::audio::write_wav;
 use aigc::modality::continuous::FlowGenerateOptions;
+use aigc::Pipeline;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -18,26 +18,18 @@ fn main() -> anyhow::Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/audio-fsdd");
 
     // The checkpoint's config.json holds the codec settings (rate, STFT, statistics).
-    let (model, config) = checkpoint::load_audio(&dir, &aigc::default_device())?;
-    let ModelConfig::Audio(audio) = &config.model else {
-        anyhow::bail!("{} is not an audio model", dir.display());
-    };
-
-    let labels = vec![Some(digit); 4];
+    let pipeline = Pipeline::load(&dir)?;
     let options = FlowGenerateOptions {
         seed: 42,
         ..FlowGenerateOptions::audio() // guidance 2, 16 Euler steps per unit, temperature 0.7
     };
-    let clips = generate_clips(&model, audio, &labels, &options)?;
+    let clips = pipeline.generate_audio(&[Some(digit); 4], &options)?;
     std::fs::create_dir_all(&out)?;
     for (i, clip) in clips.iter().enumerate() {
         let path = out.join(format!("{digit}_{i}.wav"));
-        write_wav(&path, clip, audio.format.sample_rate)?;
-        eprintln!(
-            "{}: {:.2} s",
-            path.display(),
-            clip.len() as f32 / audio.format.sample_rate as f32
-        );
+        write_wav(&path, &clip.samples, clip.sample_rate)?;
+        let seconds = clip.samples.len() as f32 / clip.sample_rate as f32;
+        eprintln!("{}: {seconds:.2} s", path.display());
     }
     Ok(())
 }

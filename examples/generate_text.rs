@@ -7,17 +7,16 @@
 use std::io::Write;
 use std::path::Path;
 
-use aigc::checkpoint;
-use aigc::modality::text::{generate, GenerateOptions};
+use aigc::modality::text::GenerateOptions;
 use aigc::sample::SamplingConfig;
+use aigc::Pipeline;
 
 fn main() -> anyhow::Result<()> {
     let prompt = std::env::args().nth(1).unwrap_or_else(|| "ROMEO:".into());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/text-shakespeare");
 
-    // A checkpoint rebuilds its model from its own config.json; no flags needed.
-    let device = aigc::default_device();
-    let (model, tokenizer, _config) = checkpoint::load_text(&dir, &device)?;
+    // A checkpoint rebuilds its model (and tokenizer) from its own files; no flags needed.
+    let pipeline = Pipeline::load(&dir)?;
 
     let options = GenerateOptions {
         max_tokens: 300,
@@ -30,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         stop: vec!["\n\n\n".into()],
     };
     print!("{prompt}");
-    let result = generate(&model, &tokenizer, &prompt, &options, |piece| {
+    let result = pipeline.generate_text(&prompt, &options, |piece| {
         print!("{piece}");
         let _ = std::io::stdout().flush();
     })?;

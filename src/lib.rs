@@ -11,6 +11,7 @@
 //! - [`train`]: the one training loop (AdamW, warmup + cosine, clipping, eval, resume).
 //! - [`checkpoint`]: the one checkpoint format (a directory with safetensors weights).
 //! - [`sample`]: the one sampling module (temperature, top-k/p, min-p, repetition penalty).
+//! - [`Pipeline`]: load any checkpoint and generate text, images or audio from it.
 //!
 //! ## Shape legend (used in every `# Shapes` section)
 //!
@@ -33,9 +34,11 @@ pub mod core;
 pub mod device;
 pub mod error;
 pub mod modality;
+pub mod pipeline;
 pub mod rng;
 pub mod sample;
 pub mod train;
 
 pub use device::{default_device, parse_device, parse_devices, set_default_device, set_devices};
 pub use error::{Error, Result};
+pub use pipeline::{Clip, Pipeline};
