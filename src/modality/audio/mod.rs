@@ -6,6 +6,7 @@ mod dataset;
 mod generate;
 mod mel;
 mod model;
+mod parts;
 mod stft;
 mod wav;
 

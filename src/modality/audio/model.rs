@@ -10,19 +10,14 @@
 
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
-use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{AudioFormat, BinStats};
+use super::parts::AudioParts;
 use crate::core::{Positions, Transformer, TransformerConfig, INIT_STD};
-use crate::modality::continuous::{condition_ids, FlowGenerateOptions, UnitSampler};
+use crate::modality::continuous::{condition_ids, FlowGenerateOptions};
 use crate::modality::flow::{FlowHead, FlowHeadConfig, FlowTime};
 use crate::{Error, Result};
-
-/// Weight of the length cross-entropy next to the flow loss, small so the frames dominate
-/// what the shared core learns.
-const LENGTH_LOSS_WEIGHT: f64 = 0.1;
 
 /// Shape of an audio model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,48 +186,30 @@ impl AudioModel {
         self.n_classes
     }
 
+    /// The adapter, decoders and core as [`AudioParts`].
+    fn parts(&self) -> AudioParts<'_> {
+        AudioParts {
+            core: &self.core,
+            length_embed: &self.length_embed,
+            frame_embed: &self.frame_embed,
+            length_head: &self.length_head,
+            head: &self.head,
+            unit_dim: self.unit_dim,
+            noise_draws: self.noise_draws,
+            input_noise: self.input_noise,
+            flow_time: self.flow_time,
+        }
+    }
+
     /// Flow-matching loss of the units plus the weighted length cross-entropy.
     ///
     /// # Shapes
     /// - `units`: `[B, N, unit_dim]`, clip `k` valid for its first `lengths[k]` units (the
     ///   rest is padding); `labels`: `[B]`; returns `[1]`.
     pub fn loss(&self, units: Tensor<3>, lengths: &[usize], labels: Tensor<1, Int>) -> Tensor<1> {
-        let [b, n, u] = units.dims();
-        let device = units.device();
-        let length_ids: Vec<i64> = lengths.iter().map(|&l| l as i64 - 1).collect();
-        let length_ids = Tensor::<1, Int>::from_data(TensorData::new(length_ids, [b]), &device);
-        let mut parts = vec![
-            self.class_embed.forward(labels.reshape([b, 1])), // (B, 1, D)
-            self.length_embed
-                .forward(length_ids.clone().reshape([b, 1])), // (B, 1, D)
-        ];
-        if n > 1 {
-            let fed = units.clone().narrow(1, 0, n - 1); // (B, N-1, unit_dim)
-            let fed = if self.input_noise > 0.0 {
-                let noise = Distribution::Normal(0.0, self.input_noise as f64);
-                fed.clone() + fed.random_like(noise)
-            } else {
-                fed
-            };
-            parts.push(self.frame_embed.forward(fed));
-        }
-        let z = self.core.forward(Tensor::cat(parts, 1)); // (B, N+1, D)
-        let d = z.dims()[2];
-        let length_logits = self
-            .length_head
-            .forward(z.clone().narrow(1, 0, 1).reshape([b, d]));
-        let length_loss = log_softmax(length_logits, 1)
-            .gather(1, length_ids.reshape([b, 1]))
-            .mean()
-            .neg();
-        let valid: Vec<i64> = (0..b)
-            .flat_map(|k| (0..lengths[k]).map(move |i| (k * n + i) as i64))
-            .collect();
-        let rows = valid.len();
-        let valid = Tensor::<1, Int>::from_data(TensorData::new(valid, [rows]), &device);
-        let x0 = units.reshape([b * n, u]).select(0, valid.clone());
-        let z = z.narrow(1, 1, n).reshape([b * n, d]).select(0, valid);
-        self.head.loss(x0, z, self.noise_draws, self.flow_time) + length_loss * LENGTH_LOSS_WEIGHT
+        let b = labels.dims()[0];
+        let class = self.class_embed.forward(labels.reshape([b, 1])); // (B, 1, D)
+        self.parts().loss(class, units, lengths)
     }
 
     /// Draws one clip's units per label: first its length from the class position, then the
@@ -244,77 +221,13 @@ impl AudioModel {
         options: &FlowGenerateOptions,
         device: &Device,
     ) -> Vec<Vec<f32>> {
-        let (b, guided) = (labels.len(), options.guidance != 1.0);
-        if b == 0 {
+        if labels.is_empty() {
             return Vec::new();
         }
-        let ids = condition_ids(labels, self.null_label(), guided, device);
-        let rows = ids.dims()[0];
-        // The class token, (rows, 1, D), goes through the core twice: here for the lengths,
-        // and in the cached prefix below with the rows reordered (a cache cannot reorder).
-        let class = self.class_embed.forward(ids);
-        let z = self.core.forward(class.clone());
-        let d = z.dims()[2];
-        let logits = self
-            .length_head
-            .forward(z.reshape([rows, d]).narrow(0, 0, b));
-        let lengths = sample_categorical(logits); // units - 1
-
-        // Longest clips first, so the head only draws for the leading, unfinished rows.
-        let mut order: Vec<usize> = (0..b).collect();
-        order.sort_by_key(|&r| std::cmp::Reverse(lengths[r]));
-        let pick = |rows: &[usize]| {
-            let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-            Tensor::<1, Int>::from_data(TensorData::new(idx, [rows.len()]), device)
-        };
-        let mut row_order = order.clone();
-        let mut length_ids: Vec<i64> = order.iter().map(|&r| lengths[r]).collect();
-        if guided {
-            row_order.extend(order.iter().map(|&r| r + b));
-            length_ids.extend_from_within(..);
-        }
-        let length_ids =
-            Tensor::<2, Int>::from_data(TensorData::new(length_ids, [rows, 1]), device);
-        let prefix = Tensor::cat(
-            vec![
-                class.select(0, pick(&row_order)),
-                self.length_embed.forward(length_ids),
-            ],
-            1,
-        ); // (rows, 2, D): class token, length token
-        let mut cache = self.core.new_cache();
-        let z = self.core.forward_cached(prefix, &mut cache).narrow(1, 1, 1);
-        let sorted: Vec<usize> = order.iter().map(|&r| lengths[r] as usize + 1).collect();
-        let sampler = UnitSampler {
-            core: &self.core,
-            head: &self.head,
-            embed: &self.frame_embed,
-            unit_dim: self.unit_dim,
-        };
-        let units = sampler.sample(z, &mut cache, &sorted, options);
-        let values: Vec<f32> = units.into_data().try_into_vec().expect("f32 units");
-        let per_clip = sorted[0] * self.unit_dim;
-        let mut clips = vec![Vec::new(); b];
-        for ((clip, &r), &n) in values.chunks_exact(per_clip).zip(&order).zip(&sorted) {
-            clips[r] = clip[..n * self.unit_dim].to_vec();
-        }
-        clips
+        let ids = condition_ids(labels, self.null_label(), options.guidance != 1.0, device);
+        let class = self.class_embed.forward(ids); // (rows, 1, D)
+        self.parts().generate(class, labels.len(), options)
     }
-}
-
-/// One draw per row of `logits` (Gumbel-max with the device's seeded RNG).
-///
-/// # Shapes
-/// - `logits`: `[B, K]`; returns `B` class ids.
-fn sample_categorical(logits: Tensor<2>) -> Vec<i64> {
-    let u = logits.random_like(Distribution::Uniform(1e-6, 1.0 - 1e-6));
-    let gumbel = u.log().neg().log().neg();
-    (logits + gumbel)
-        .argmax(1)
-        .into_data()
-        .convert::<i64>()
-        .try_into_vec()
-        .expect("int ids")
 }
 
 #[cfg(test)]

@@ -136,25 +136,27 @@ impl ImageModel {
         self.n_classes
     }
 
+    /// The adapter, decoder and core as [`ImageParts`].
+    fn parts(&self) -> ImageParts<'_> {
+        ImageParts {
+            core: &self.core,
+            patch_embed: &self.patch_embed,
+            head: &self.head,
+            patch_dim: self.patch_dim,
+            n_patches: self.n_patches,
+            noise_draws: self.noise_draws,
+        }
+    }
+
     /// Flow-matching loss of a batch.
     ///
     /// # Shapes
     /// - `patches`: `[B, N, patch_dim]` in `[-1, 1]`; `labels`: `[B]` (`null_label` allowed);
     ///   returns `[1]`.
     pub fn loss(&self, patches: Tensor<3>, labels: Tensor<1, Int>) -> Tensor<1> {
-        let [b, n, p] = patches.dims();
+        let b = labels.dims()[0];
         let class = self.class_embed.forward(labels.reshape([b, 1])); // (B, 1, D)
-        let inputs = self
-            .patch_embed
-            .forward(patches.clone().narrow(1, 0, n - 1)); // (B, N-1, D)
-        let z = self.core.forward(Tensor::cat(vec![class, inputs], 1)); // (B, N, D)
-        let d = z.dims()[2];
-        self.head.loss(
-            patches.reshape([b * n, p]),
-            z.reshape([b * n, d]),
-            self.noise_draws,
-            FlowTime::Uniform,
-        )
+        self.parts().loss(class, patches)
     }
 
     /// Draws one image per label, patch by patch with a KV cache. With `guidance != 1` the
@@ -170,18 +172,70 @@ impl ImageModel {
         device: &Device,
     ) -> Tensor<3> {
         let ids = condition_ids(labels, self.null_label(), options.guidance != 1.0, device);
+        let class = self.class_embed.forward(ids); // (rows, 1, D)
+        self.parts().generate(class, labels.len(), options)
+    }
+}
+
+/// An image adapter and decoder with the core they run on, borrowed from the model that
+/// holds them (an [`ImageModel`], or a joint model whose core other modalities share).
+/// Images follow a condition prefix of `P` positions (a class token, or a text prompt);
+/// the output at the prefix's last position conditions patch 0.
+pub(crate) struct ImageParts<'a> {
+    pub core: &'a Transformer,
+    pub patch_embed: &'a Linear,
+    pub head: &'a FlowHead,
+    pub patch_dim: usize,
+    pub n_patches: usize,
+    pub noise_draws: usize,
+}
+
+impl ImageParts<'_> {
+    /// Flow-matching loss of `patches` after `prefix`.
+    ///
+    /// # Shapes
+    /// - `prefix`: `[B, P, D]`; `patches`: `[B, N, patch_dim]`; returns `[1]`.
+    pub fn loss(&self, prefix: Tensor<3>, patches: Tensor<3>) -> Tensor<1> {
+        let [b, n, p] = patches.dims();
+        let p_len = prefix.dims()[1];
+        let inputs = self
+            .patch_embed
+            .forward(patches.clone().narrow(1, 0, n - 1)); // (B, N-1, D)
+        let z = self.core.forward(Tensor::cat(vec![prefix, inputs], 1)); // (B, P+N-1, D)
+        let d = z.dims()[2];
+        self.head.loss(
+            patches.reshape([b * n, p]),
+            z.narrow(1, p_len - 1, n).reshape([b * n, d]),
+            self.noise_draws,
+            FlowTime::Uniform,
+        )
+    }
+
+    /// Draws `n_images` images after `prefix` (with guidance, its rows are the conditional
+    /// prefixes, then as many unconditional ones).
+    ///
+    /// # Shapes
+    /// - `prefix`: `[rows, P, D]`; returns `[n_images, N, patch_dim]`, clamped to `[-1, 1]`.
+    pub fn generate(
+        &self,
+        prefix: Tensor<3>,
+        n_images: usize,
+        options: &FlowGenerateOptions,
+    ) -> Tensor<3> {
+        let p_len = prefix.dims()[1];
         let mut cache: KvCache = self.core.new_cache();
         let z = self
             .core
-            .forward_cached(self.class_embed.forward(ids), &mut cache); // (rows, 1, D)
+            .forward_cached(prefix, &mut cache)
+            .narrow(1, p_len - 1, 1); // (rows, 1, D)
         let sampler = UnitSampler {
-            core: &self.core,
-            head: &self.head,
-            embed: &self.patch_embed,
+            core: self.core,
+            head: self.head,
+            embed: self.patch_embed,
             unit_dim: self.patch_dim,
         };
         sampler
-            .sample(z, &mut cache, &vec![self.n_patches; labels.len()], options)
+            .sample(z, &mut cache, &vec![self.n_patches; n_images], options)
             .clamp(-1.0, 1.0)
     }
 }
