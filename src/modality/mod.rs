@@ -7,6 +7,7 @@ pub mod flow;
 pub mod frechet;
 pub mod image;
 pub mod judge;
+pub mod multi;
 pub mod text;
 
 use std::path::{Path, PathBuf};

@@ -12,5 +12,6 @@ pub use dataset::ImageDataset;
 pub use generate::generate_images;
 pub use idx::{parse_idx, read_idx, IdxArray};
 pub use io::{grid, read_image, to_bytes, write_png};
+pub(crate) use model::ImageParts;
 pub use model::{ImageModel, ImageModelConfig};
 pub use patch::ImageShape;

@@ -59,6 +59,12 @@ pub struct TextModel {
 }
 
 impl TextModel {
+    /// A text model from an embedding and a core it shares with its owner (a joint model);
+    /// the parameters are shared, not copied.
+    pub(crate) fn from_parts(tok_embed: Embedding, core: Transformer) -> Self {
+        Self { tok_embed, core }
+    }
+
     /// Next-token logits for every position.
     ///
     /// # Shapes

@@ -1,0 +1,148 @@
+//! The shape of a joint model: one core, the text adapter, and the image and audio adapters
+//! and decoders it carries.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::TransformerConfig;
+use crate::modality::audio::{AudioFormat, AudioModelConfig, BinStats};
+use crate::modality::flow::{FlowHeadConfig, FlowTime};
+use crate::modality::image::{ImageModelConfig, ImageShape};
+use crate::{Error, Result};
+
+/// The image part of a joint model: an [`ImageModelConfig`] without its own core.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImagePartConfig {
+    /// Image geometry and patch size.
+    pub image: ImageShape,
+    /// Number of class labels (id `n_classes` is "no condition").
+    pub n_classes: usize,
+    /// Hidden width of the flow head.
+    pub head_width: usize,
+    /// Residual blocks in the flow head.
+    pub head_blocks: usize,
+    /// Noise/time draws per patch in the training loss.
+    pub noise_draws: usize,
+}
+
+/// The audio part of a joint model: an [`AudioModelConfig`] without its own core.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioPartConfig {
+    /// Sample rate, framing and clip length limit.
+    pub format: AudioFormat,
+    /// Per-bin statistics of the training clips (filled in when a run starts).
+    #[serde(default)]
+    pub stats: Option<BinStats>,
+    /// Number of class labels (id `n_classes` is "no condition").
+    pub n_classes: usize,
+    /// Hidden width of the flow head.
+    pub head_width: usize,
+    /// Residual blocks in the flow head.
+    pub head_blocks: usize,
+    /// Noise/time draws per unit in the training loss.
+    pub noise_draws: usize,
+    /// Noise on the teacher-forced input units in training.
+    pub input_noise: f32,
+    /// How the training loss draws flow times.
+    pub flow_time: FlowTime,
+}
+
+/// Shape of a joint model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MultiModelConfig {
+    /// The one core every modality runs through; `max_seq_len` must hold the longest
+    /// sequence of each (text windows, prefix + patches, prefix + length token + units).
+    pub core: TransformerConfig,
+    /// Token ids of the text tokenizer (`tokenizer.json`), which also reads prompts.
+    pub vocab_size: usize,
+    /// Prompt tokens an image or audio sequence starts with (shorter prompts are padded on
+    /// the left, labels and "no condition" take the last slot after padding).
+    pub prompt_len: usize,
+    /// The image adapter and decoder, if the model draws images.
+    pub image: Option<ImagePartConfig>,
+    /// The audio adapter and decoders, if the model speaks.
+    pub audio: Option<AudioPartConfig>,
+}
+
+impl ImagePartConfig {
+    /// The flow head for a core `d_model` wide.
+    pub fn head(&self, d_model: usize) -> FlowHeadConfig {
+        FlowHeadConfig {
+            unit_dim: self.image.patch_dim(),
+            cond_dim: d_model,
+            width: self.head_width,
+            n_blocks: self.head_blocks,
+        }
+    }
+
+    /// The single-modality config with this part on `core` (for its checks and head).
+    pub fn with_core(&self, core: &TransformerConfig) -> ImageModelConfig {
+        ImageModelConfig {
+            image: self.image,
+            n_classes: self.n_classes,
+            core: core.clone(),
+            head_width: self.head_width,
+            head_blocks: self.head_blocks,
+            noise_draws: self.noise_draws,
+        }
+    }
+}
+
+impl AudioPartConfig {
+    /// The flow head for a core `d_model` wide.
+    pub fn head(&self, d_model: usize) -> FlowHeadConfig {
+        FlowHeadConfig {
+            unit_dim: self.format.unit_dim(),
+            cond_dim: d_model,
+            width: self.head_width,
+            n_blocks: self.head_blocks,
+        }
+    }
+
+    /// The single-modality config with this part on `core` (for its checks, head and codec).
+    pub fn with_core(&self, core: &TransformerConfig) -> AudioModelConfig {
+        AudioModelConfig {
+            format: self.format.clone(),
+            stats: self.stats.clone(),
+            n_classes: self.n_classes,
+            core: core.clone(),
+            head_width: self.head_width,
+            head_blocks: self.head_blocks,
+            noise_draws: self.noise_draws,
+            input_noise: self.input_noise,
+            flow_time: self.flow_time,
+        }
+    }
+}
+
+impl MultiModelConfig {
+    /// Checks every part, and that the context holds each modality's longest sequence.
+    pub fn validate(&self) -> Result<()> {
+        self.core.validate()?;
+        if self.vocab_size == 0 || self.prompt_len == 0 {
+            return Err(Error::Config(
+                "vocab_size and prompt_len must be positive".into(),
+            ));
+        }
+        let prefix = self.prompt_len + 1;
+        let context = |what: &str, needed: usize| {
+            match self.core.max_seq_len >= needed {
+            true => Ok(()),
+            false => Err(Error::Config(format!(
+                "max_seq_len ({}) must hold {needed} positions: a {prefix}-position prompt and {what}",
+                self.core.max_seq_len
+            ))),
+        }
+        };
+        if let Some(image) = &self.image {
+            image.with_core(&self.core).validate()?;
+            let n = image.image.n_patches();
+            context(&format!("{n} patches"), prefix + n - 1)?;
+        }
+        if let Some(audio) = &self.audio {
+            audio.with_core(&self.core).validate()?;
+            let n = audio.format.max_units;
+            context(&format!("a length token and {n} units"), prefix + n)?;
+        }
+        Ok(())
+    }
+}

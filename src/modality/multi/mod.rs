@@ -1,0 +1,12 @@
+//! One model, three modalities: a joint model whose single core reads and writes text,
+//! images and audio, with images and clips conditioned on class labels or on text prompts.
+
+mod config;
+mod model;
+pub mod prompts;
+
+pub use config::{AudioPartConfig, ImagePartConfig, MultiModelConfig};
+pub use model::{AudioAdapter, Condition, ImageAdapter, MultiModel};
+
+#[cfg(test)]
+mod tests;

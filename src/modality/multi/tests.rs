@@ -1,0 +1,136 @@
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use super::*;
+use crate::core::{Positions, TransformerConfig};
+use crate::modality::audio::AudioModelConfig;
+use crate::modality::continuous::FlowGenerateOptions;
+use crate::modality::flow::FlowTime;
+use crate::modality::image::ImageModelConfig;
+
+pub(crate) fn tiny() -> MultiModelConfig {
+    let audio = AudioModelConfig::tiny();
+    MultiModelConfig {
+        core: TransformerConfig {
+            positions: Positions::Learned,
+            max_seq_len: 32,
+            ..TransformerConfig::tiny()
+        },
+        vocab_size: 20,
+        prompt_len: 6,
+        image: Some(ImagePartConfig {
+            image: ImageModelConfig::tiny().image,
+            n_classes: 3,
+            head_width: 32,
+            head_blocks: 2,
+            noise_draws: 2,
+        }),
+        audio: Some(AudioPartConfig {
+            format: audio.format,
+            stats: None,
+            n_classes: 3,
+            head_width: 32,
+            head_blocks: 2,
+            noise_draws: 2,
+            input_noise: 0.0,
+            flow_time: FlowTime::LogitNormal,
+        }),
+    }
+}
+
+fn options(guidance: f32) -> FlowGenerateOptions {
+    FlowGenerateOptions {
+        guidance,
+        steps: 2,
+        ..FlowGenerateOptions::image()
+    }
+}
+
+#[test]
+fn every_modality_trains_and_generates_through_one_core() {
+    let device = crate::default_device();
+    let model = tiny().init(&device).unwrap();
+    let conditions = [
+        Condition::Label(2),
+        Condition::Prompt(vec![3, 4, 5]),
+        Condition::Unconditional,
+    ];
+    let patches = Tensor::<3>::random([3, 4, 16], Distribution::Normal(0.0, 1.0), &device);
+    let loss = model.image_loss(patches, &conditions).unwrap();
+    assert!(loss.into_scalar::<f32>().is_finite());
+    let units = Tensor::<3>::random([3, 5, 66], Distribution::Normal(0.0, 1.0), &device);
+    let loss = model.audio_loss(units, &[5, 2, 1], &conditions).unwrap();
+    assert!(loss.into_scalar::<f32>().is_finite());
+    for guidance in [1.0, 2.0] {
+        let images = model
+            .generate_images(&conditions, &options(guidance), &device)
+            .unwrap();
+        assert_eq!(images.dims(), [3, 4, 16]);
+        let clips = model
+            .generate_clips(&conditions, &options(guidance), &device)
+            .unwrap();
+        assert_eq!(clips.len(), 3);
+        assert!(clips.iter().all(|c| !c.is_empty() && c.len() % 66 == 0));
+    }
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 2, 3], [1, 3]), &device);
+    assert_eq!(model.text().forward(tokens).dims(), [1, 3, 20]);
+}
+
+/// A prompt reaches the core through the text embedding: the image loss has a gradient
+/// for the prompt's tokens and none for tokens it does not contain.
+#[test]
+fn prompts_go_through_the_text_adapter() {
+    use burn::optim::{AdamWConfig, GradientsParams};
+    let device = crate::default_device().autodiff();
+    let mut model = tiny().init(&device).unwrap();
+    let patches = Tensor::<3>::random([1, 4, 16], Distribution::Normal(0.0, 1.0), &device);
+    let loss = |model: &MultiModel| {
+        let prompt = [Condition::Prompt(vec![7, 9])];
+        model.image_loss(patches.clone(), &prompt).unwrap()
+    };
+    // The flow head starts with zero output weights, so no gradient reaches its condition
+    // until two steps have made its output and then its blocks' last layers non-zero.
+    let mut optim = AdamWConfig::new().init();
+    for _ in 0..2 {
+        let grads = GradientsParams::from_grads(loss(&model).backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    let grads = loss(&model).backward();
+    let embed = model.tok_embed.weight.grad(&grads).unwrap(); // (V, D)
+    let row_norm = |r: usize| {
+        let g = embed.clone().narrow(0, r, 1).abs().sum();
+        g.into_scalar::<f32>()
+    };
+    assert!(row_norm(7) > 0.0 && row_norm(9) > 0.0);
+    assert_eq!(row_norm(8), 0.0);
+}
+
+#[test]
+fn bad_conditions_and_configs_are_errors() {
+    let device = crate::default_device();
+    let model = tiny().init(&device).unwrap();
+    let patches = Tensor::<3>::zeros([1, 4, 16], &device);
+    let err = |c: Condition| {
+        let out = model.image_loss(patches.clone(), &[c]);
+        out.err().unwrap().to_string()
+    };
+    assert!(err(Condition::Label(3)).contains("outside the model's 3 image classes"));
+    assert!(err(Condition::Prompt(vec![1; 7])).contains("at most 6"));
+    let no_audio = MultiModelConfig {
+        audio: None,
+        ..tiny()
+    };
+    let model = no_audio.init(&device).unwrap();
+    let units = Tensor::<3>::zeros([1, 2, 66], &device);
+    let out = model.audio_loss(units, &[2], &[Condition::Label(0)]);
+    assert!(out.err().unwrap().to_string().contains("no audio part"));
+    let short = MultiModelConfig {
+        core: TransformerConfig {
+            max_seq_len: 12,
+            ..tiny().core
+        },
+        ..tiny()
+    };
+    let err = short.validate().unwrap_err().to_string();
+    assert!(err.contains("must hold 15 positions"), "{err}");
+}
