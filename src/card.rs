@@ -2,7 +2,6 @@
 //! settings that trained it, and how to use it.
 
 use crate::checkpoint::{CheckpointConfig, ModelConfig, TrainState};
-use crate::core::TransformerConfig;
 
 /// A Markdown model card describing the architecture and training progress.
 pub fn model_card(config: &CheckpointConfig, state: &TrainState) -> String {
@@ -39,12 +38,27 @@ pub fn model_card(config: &CheckpointConfig, state: &TrainState) -> String {
             ),
             "aigc eval image|audio --classifier <this directory>",
         ),
+        ModelConfig::Multi(m) => (
+            "joint",
+            format!(
+                "one core for text (vocabulary {} tokens){}{}; images and clips follow a \
+                 {}-token text prompt or a class label",
+                m.vocab_size,
+                m.image.as_ref().map_or(String::new(), |i| format!(
+                    ", {}x{} images in {} classes", i.image.height, i.image.width, i.n_classes
+                )),
+                m.audio.as_ref().map_or(String::new(), |a| format!(
+                    ", {} Hz clips in {} classes", a.format.sample_rate, a.n_classes
+                )),
+                m.prompt_len
+            ),
+            "aigc generate text --model <this directory> --prompt \"ROMEO:\"\n\
+             aigc generate image --model <this directory> --prompt \"a handwritten seven\" --out samples/\n\
+             aigc generate audio --model <this directory> --prompt \"say four\" --out samples/",
+        ),
     };
-    let core: &TransformerConfig = match &config.model {
-        ModelConfig::Text(m) => &m.core,
-        ModelConfig::Image(m) => &m.core,
-        ModelConfig::Audio(m) => &m.core,
-        ModelConfig::Classifier(_) => return classifier_card(about, config, state),
+    let Some(core) = config.model.core() else {
+        return classifier_card(about, config, state);
     };
     let mut card = format!(
         "# aigc {title} model\n\n\

@@ -17,7 +17,8 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use crate::checkpoint::{self, ModelConfig};
 use crate::modality::audio::{generate_clips, AudioModel, AudioModelConfig};
 use crate::modality::continuous::FlowGenerateOptions;
-use crate::modality::image::{generate_images, to_bytes, ImageModel, ImageModelConfig};
+use crate::modality::image::{generate_images, to_bytes, ImageModel, ImageModelConfig, ImageShape};
+use crate::modality::multi::{self, Condition, MultiModel, MultiModelConfig};
 use crate::modality::text::{generate, GenerateOptions, Generation, TextModel, TextTokenizer};
 use crate::modality::Modality;
 use crate::{Error, Result};
@@ -33,6 +34,40 @@ enum Loaded {
     Text(Box<(TextModel, TextTokenizer)>),
     Image(Box<ImageModel>, ImageModelConfig),
     Audio(Box<AudioModel>, AudioModelConfig),
+    Multi(Box<(MultiModel, TextTokenizer)>, Box<MultiModelConfig>),
+}
+
+fn label_conditions(labels: &[Option<usize>]) -> Vec<Condition> {
+    labels
+        .iter()
+        .map(|l| l.map_or(Condition::Unconditional, Condition::Label))
+        .collect()
+}
+
+/// 8-bit images of `[C, H, W]` pixels in `[-1, 1]`.
+fn to_images(images: &[Vec<f32>], shape: &ImageShape) -> Vec<DynamicImage> {
+    let (w, h) = (shape.width as u32, shape.height as u32);
+    images
+        .iter()
+        .map(|pixels| {
+            let bytes = to_bytes(pixels, shape);
+            let image = match shape.channels {
+                1 => GrayImage::from_raw(w, h, bytes).map(DynamicImage::ImageLuma8),
+                _ => RgbImage::from_raw(w, h, bytes).map(DynamicImage::ImageRgb8),
+            };
+            image.expect("the buffer matches the model's image shape")
+        })
+        .collect()
+}
+
+fn to_clips(clips: Vec<Vec<f32>>, sample_rate: u32) -> Vec<Clip> {
+    clips
+        .into_iter()
+        .map(|samples| Clip {
+            samples,
+            sample_rate,
+        })
+        .collect()
 }
 
 /// A generated waveform.
@@ -61,6 +96,10 @@ impl Pipeline {
             ModelConfig::Audio(config) => {
                 Loaded::Audio(Box::new(checkpoint::load_audio(&dir, &device)?.0), config)
             }
+            ModelConfig::Multi(config) => {
+                let (model, tokenizer, _) = checkpoint::load_multi(&dir, &device)?;
+                Loaded::Multi(Box::new((model, tokenizer)), Box::new(config))
+            }
             ModelConfig::Classifier(_) => {
                 return Err(Error::Input(format!(
                     "{} is a classifier, which generates nothing",
@@ -71,10 +110,10 @@ impl Pipeline {
         Ok(Self { dir, model })
     }
 
-    /// The modality the loaded model generates.
+    /// The modality the loaded model generates (a joint model: text, and more).
     pub fn modality(&self) -> Modality {
         match self.model {
-            Loaded::Text(..) => Modality::Text,
+            Loaded::Text(..) | Loaded::Multi(..) => Modality::Text,
             Loaded::Image(..) => Modality::Image,
             Loaded::Audio(..) => Modality::Audio,
         }
@@ -89,6 +128,9 @@ impl Pipeline {
     ) -> Result<Generation> {
         match &self.model {
             Loaded::Text(text) => generate(&text.0, &text.1, prompt, options, on_text),
+            Loaded::Multi(multi, _) => {
+                generate(&multi.0.text(), &multi.1, prompt, options, on_text)
+            }
             _ => Err(self.not_a(Modality::Text)),
         }
     }
@@ -101,23 +143,41 @@ impl Pipeline {
         labels: &[Option<usize>],
         options: &FlowGenerateOptions,
     ) -> Result<Vec<DynamicImage>> {
-        let Loaded::Image(model, config) = &self.model else {
+        match &self.model {
+            Loaded::Image(model, config) => {
+                let images = generate_images(model, &config.image, labels, options)?;
+                Ok(to_images(&images, &config.image))
+            }
+            Loaded::Multi(..) => self.generate_image_with(&label_conditions(labels), options),
+            _ => Err(self.not_a(Modality::Image)),
+        }
+    }
+
+    /// One image per text prompt ("a handwritten seven"); joint models only.
+    pub fn generate_image_from_prompts(
+        &self,
+        prompts: &[&str],
+        options: &FlowGenerateOptions,
+    ) -> Result<Vec<DynamicImage>> {
+        let conditions = self.prompt_conditions(prompts)?;
+        self.generate_image_with(&conditions, options)
+    }
+
+    fn generate_image_with(
+        &self,
+        conditions: &[Condition],
+        options: &FlowGenerateOptions,
+    ) -> Result<Vec<DynamicImage>> {
+        let Loaded::Multi(multi, config) = &self.model else {
             return Err(self.not_a(Modality::Image));
         };
-        let shape = &config.image;
-        let (w, h) = (shape.width as u32, shape.height as u32);
-        let images = generate_images(model, shape, labels, options)?;
-        Ok(images
-            .iter()
-            .map(|pixels| {
-                let bytes = to_bytes(pixels, shape);
-                let image = match shape.channels {
-                    1 => GrayImage::from_raw(w, h, bytes).map(DynamicImage::ImageLuma8),
-                    _ => RgbImage::from_raw(w, h, bytes).map(DynamicImage::ImageRgb8),
-                };
-                image.expect("the buffer matches the model's image shape")
-            })
-            .collect())
+        let shape = config
+            .image
+            .as_ref()
+            .ok_or_else(|| self.not_a(Modality::Image))?
+            .image;
+        let images = multi::generate_images(&multi.0, config, conditions, options)?;
+        Ok(to_images(&images, &shape))
     }
 
     /// One clip per entry of `labels` (a class id, or `None` for unconditional samples).
@@ -126,18 +186,53 @@ impl Pipeline {
         labels: &[Option<usize>],
         options: &FlowGenerateOptions,
     ) -> Result<Vec<Clip>> {
-        let Loaded::Audio(model, config) = &self.model else {
+        match &self.model {
+            Loaded::Audio(model, config) => {
+                let clips = generate_clips(model, config, labels, options)?;
+                Ok(to_clips(clips, config.format.sample_rate))
+            }
+            Loaded::Multi(..) => self.generate_audio_with(&label_conditions(labels), options),
+            _ => Err(self.not_a(Modality::Audio)),
+        }
+    }
+
+    /// One clip per text prompt ("say four"); joint models only.
+    pub fn generate_audio_from_prompts(
+        &self,
+        prompts: &[&str],
+        options: &FlowGenerateOptions,
+    ) -> Result<Vec<Clip>> {
+        let conditions = self.prompt_conditions(prompts)?;
+        self.generate_audio_with(&conditions, options)
+    }
+
+    fn generate_audio_with(
+        &self,
+        conditions: &[Condition],
+        options: &FlowGenerateOptions,
+    ) -> Result<Vec<Clip>> {
+        let Loaded::Multi(multi, config) = &self.model else {
             return Err(self.not_a(Modality::Audio));
         };
-        let sample_rate = config.format.sample_rate;
-        let clips = generate_clips(model, config, labels, options)?;
-        Ok(clips
-            .into_iter()
-            .map(|samples| Clip {
-                samples,
-                sample_rate,
-            })
-            .collect())
+        let audio = config
+            .audio
+            .as_ref()
+            .ok_or_else(|| self.not_a(Modality::Audio))?;
+        let clips = multi::generate_clips(&multi.0, config, conditions, options)?;
+        Ok(to_clips(clips, audio.format.sample_rate))
+    }
+
+    fn prompt_conditions(&self, prompts: &[&str]) -> Result<Vec<Condition>> {
+        let Loaded::Multi(multi, _) = &self.model else {
+            return Err(Error::Input(format!(
+                "{} takes class labels, not prompts; prompts need a joint model (aigc pretrain multi)",
+                self.dir.display()
+            )));
+        };
+        prompts
+            .iter()
+            .map(|p| multi::prompt_condition(&multi.1, p))
+            .collect()
     }
 
     fn not_a(&self, wanted: Modality) -> Error {

@@ -139,7 +139,7 @@ pub fn import_gpt2(
             rope_theta: 10_000.0,
         },
     };
-    let tokenizer = load_tokenizer_for(dir, &text)?;
+    let tokenizer = load_tokenizer_for(dir, text.vocab_size)?;
     let mut model = text.init(device)?;
     let weights = dir.join(WEIGHTS_FILE);
     let store = SafetensorsStore::from_file(&weights).with_key_remapping(r"^transformer\.", "");

@@ -41,6 +41,7 @@ use crate::core::TransformerConfig;
 use crate::modality::audio::{AudioModel, AudioModelConfig};
 use crate::modality::image::{ImageModel, ImageModelConfig};
 use crate::modality::judge::{Classifier, ClassifierConfig};
+use crate::modality::multi::{MultiModel, MultiModelConfig};
 use crate::modality::text::{TextModel, TextModelConfig, TextTokenizer};
 use crate::modality::Modality;
 use crate::train::TrainConfig;
@@ -77,13 +78,15 @@ pub enum ModelConfig {
     Audio(AudioModelConfig),
     /// A CNN classifier of images or spectrograms (the judge of generated samples).
     Classifier(ClassifierConfig),
+    /// A joint model: one core for text, images and audio.
+    Multi(MultiModelConfig),
 }
 
 impl ModelConfig {
-    /// The modality this model generates.
+    /// The modality this model generates (a joint model: text, its first of several).
     pub fn modality(&self) -> Modality {
         match self {
-            ModelConfig::Text(_) => Modality::Text,
+            ModelConfig::Text(_) | ModelConfig::Multi(_) => Modality::Text,
             ModelConfig::Image(_) | ModelConfig::Classifier(_) => Modality::Image,
             ModelConfig::Audio(_) => Modality::Audio,
         }
@@ -95,6 +98,7 @@ impl ModelConfig {
             ModelConfig::Text(m) => Some(&m.core),
             ModelConfig::Image(m) => Some(&m.core),
             ModelConfig::Audio(m) => Some(&m.core),
+            ModelConfig::Multi(m) => Some(&m.core),
             ModelConfig::Classifier(_) => None,
         }
     }
@@ -243,6 +247,12 @@ pub fn load_config(dir: &Path) -> Result<CheckpointConfig> {
             audio.stats()?;
         }
         ModelConfig::Classifier(classifier) => classifier.validate()?,
+        ModelConfig::Multi(multi) => {
+            multi.validate()?;
+            if let Some(audio) = &multi.audio {
+                audio.with_core(&multi.core).stats()?;
+            }
+        }
     }
     Ok(config)
 }
@@ -256,23 +266,23 @@ pub fn load_text(
     let ModelConfig::Text(text) = &config.model else {
         return Err(wrong_modality(dir, &config, Modality::Text));
     };
-    verify(&dir.join(TOKENIZER_FILE))?;
-    let tokenizer = load_tokenizer_for(dir, text)?;
+    let tokenizer = load_tokenizer_for(dir, text.vocab_size)?;
     let mut model = text.init(device)?;
     load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
     Ok((model, tokenizer, config))
 }
 
-/// The `tokenizer.json` in `dir`, which must have exactly `text`'s vocabulary size.
-fn load_tokenizer_for(dir: &Path, text: &TextModelConfig) -> Result<TextTokenizer> {
+/// The `tokenizer.json` in `dir`, which must have exactly `vocab_size` tokens.
+fn load_tokenizer_for(dir: &Path, vocab_size: usize) -> Result<TextTokenizer> {
+    verify(&dir.join(TOKENIZER_FILE))?;
     let tokenizer = TextTokenizer::load(&dir.join(TOKENIZER_FILE))?;
-    if tokenizer.vocab_size() != text.vocab_size {
+    if tokenizer.vocab_size() != vocab_size {
         return Err(checkpoint_err(
             dir,
             format!(
                 "tokenizer.json has {} tokens but config.json says vocab_size = {}",
                 tokenizer.vocab_size(),
-                text.vocab_size
+                vocab_size
             ),
         ));
     }
@@ -299,6 +309,24 @@ pub fn load_audio(dir: &Path, device: &Device) -> Result<(AudioModel, Checkpoint
     let mut model = audio.init(device)?;
     load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
     Ok((model, config))
+}
+
+/// Loads a joint model and its tokenizer from `dir`.
+pub fn load_multi(
+    dir: &Path,
+    device: &Device,
+) -> Result<(MultiModel, TextTokenizer, CheckpointConfig)> {
+    let config = load_config(dir)?;
+    let ModelConfig::Multi(multi) = &config.model else {
+        return Err(checkpoint_err(
+            dir,
+            "is not a joint (multi) checkpoint".into(),
+        ));
+    };
+    let tokenizer = load_tokenizer_for(dir, multi.vocab_size)?;
+    let mut model = multi.init(device)?;
+    load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
+    Ok((model, tokenizer, config))
 }
 
 /// Loads an image classifier from `dir`.

@@ -107,6 +107,9 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         (ExportFormat::Pytorch, ModelConfig::Classifier(_)) => {
             checkpoint::export_pytorch(&checkpoint::load_classifier(dir, &device)?.0, &args.out)?
         }
+        (ExportFormat::Pytorch, ModelConfig::Multi(_)) => {
+            checkpoint::export_pytorch(&checkpoint::load_multi(dir, &device)?.0, &args.out)?
+        }
     }
     eprintln!("exported {} to {}", dir.display(), args.out.display());
     Ok(())

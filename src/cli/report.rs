@@ -89,6 +89,7 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
         ModelConfig::Image(_) => checkpoint::load_image(&dir, &device)?.0.num_params(),
         ModelConfig::Audio(_) => checkpoint::load_audio(&dir, &device)?.0.num_params(),
         ModelConfig::Classifier(_) => checkpoint::load_classifier(&dir, &device)?.0.num_params(),
+        ModelConfig::Multi(_) => checkpoint::load_multi(&dir, &device)?.0.num_params(),
     };
     println!("checkpoint: {}", dir.display());
     println!("modality: {}", config.model.modality());

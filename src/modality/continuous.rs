@@ -155,6 +155,17 @@ impl FlowGenerateOptions {
                 "label {bad} is outside the model's {n_classes} classes (0..{n_classes})"
             )));
         }
+        let ids: Vec<usize> = labels.iter().map(|l| l.unwrap_or(n_classes)).collect();
+        self.run_chunks(&ids, |chunk, device| Ok(generate(chunk, device)))
+    }
+
+    /// Runs `generate` on `items` in chunks of `batch_size`, with the device RNG seeded once
+    /// and held for the whole request, after checking the options make sense.
+    pub fn run_chunks<I, T>(
+        &self,
+        items: &[I],
+        mut generate: impl FnMut(&[I], &Device) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
         let temperature_ok = self.temperature.is_finite() && self.temperature > 0.0;
         if self.steps == 0 || self.batch_size == 0 || !self.guidance.is_finite() || !temperature_ok
         {
@@ -163,12 +174,11 @@ impl FlowGenerateOptions {
             ));
         }
         let device = crate::default_device();
-        let ids: Vec<usize> = labels.iter().map(|l| l.unwrap_or(n_classes)).collect();
         let _rng = crate::rng::lock_device_rng();
         device.seed(self.seed);
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(self.batch_size) {
-            out.extend(generate(chunk, &device));
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(self.batch_size) {
+            out.extend(generate(chunk, &device)?);
         }
         Ok(out)
     }

@@ -2,10 +2,12 @@
 //! images and audio, with images and clips conditioned on class labels or on text prompts.
 
 mod config;
+mod generate;
 mod model;
 pub mod prompts;
 
 pub use config::{AudioPartConfig, ImagePartConfig, MultiModelConfig};
+pub use generate::{generate_clips, generate_images, prompt_condition};
 pub use model::{AudioAdapter, Condition, ImageAdapter, MultiModel};
 
 #[cfg(test)]

@@ -333,6 +333,6 @@ fn guided(conditions: &[Condition], options: &FlowGenerateOptions) -> Vec<Condit
     rows
 }
 
-fn missing(modality: Modality) -> Error {
+pub(super) fn missing(modality: Modality) -> Error {
     Error::Input(format!("this joint model has no {modality} part"))
 }
