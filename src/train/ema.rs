@@ -97,8 +97,9 @@ mod tests {
         let model = LinearConfig::new(2, 2).init(&device);
         let start = weight(&model);
         let mut ema = Ema::new(&model, 0.999);
+        // a trained parameter, as the optimizer returns it: a leaf that requires gradients
         let moved = Linear {
-            weight: model.weight.clone().map(|w| w + 1.0),
+            weight: model.weight.clone().map(|w| (w + 1.0).detach().require_grad()),
             ..model.clone()
         };
         // step 0: decay min(0.999, 1/10) = 0.1, so the average moves 90% of the way
@@ -113,5 +114,13 @@ mod tests {
             assert!((a - (s + 0.001)).abs() < 1e-5, "{a} vs {s}");
         }
         assert!(!ema.model.weight.val().device().is_autodiff());
+        // a frozen parameter (no gradients): its average stays exactly as it is
+        let frozen = Linear {
+            weight: moved.weight.clone().map(|w| w.set_require_grad(false)),
+            ..moved
+        };
+        let mut still = Ema::new(&model, 0.999);
+        still.update(&frozen, 0);
+        assert_eq!(weight(&still.model), start);
     }
 }
