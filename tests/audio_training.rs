@@ -7,29 +7,10 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use aigc::checkpoint::{self, ModelConfig};
-use aigc::modality::audio::{generate_clips, magnitudes, read_wav, write_wav, AudioFormat};
+use aigc::modality::audio::{generate_clips, magnitudes, read_wav, AudioFormat};
 use aigc::modality::continuous::FlowGenerateOptions;
 use aigc::train::{pretrain_audio, AudioRecipe, Start};
-use common::aigc;
-
-/// The pitch of each class, in Hz.
-const PITCHES: [f32; 3] = [400.0, 1200.0, 2400.0];
-
-/// Writes `root/<class>_synth_<take>.wav`: 12 takes of each class's tone, of varying length
-/// and loudness (takes 0-4 are the test split).
-fn write_dataset(root: &Path) {
-    std::fs::create_dir_all(root).unwrap();
-    for (class, hz) in PITCHES.iter().enumerate() {
-        for take in 0..12 {
-            let len = 200 + 25 * take;
-            let amplitude = 0.2 + 0.05 * take as f32;
-            let clip: Vec<f32> = (0..len)
-                .map(|i| amplitude * (std::f32::consts::TAU * hz * i as f32 / 8000.0).sin())
-                .collect();
-            write_wav(&root.join(format!("{class}_synth_{take}.wav")), &clip, 8000).unwrap();
-        }
-    }
-}
+use common::{aigc, write_tiny_audio_dataset, TINY_AUDIO_PITCHES};
 
 /// The frequency (Hz) of the loudest bin, summed over a clip's frames.
 fn dominant_pitch(format: &AudioFormat, clip: &[f32]) -> f32 {
@@ -49,7 +30,7 @@ fn dominant_pitch(format: &AudioFormat, clip: &[f32]) -> f32 {
 fn a_tiny_model_learns_each_class_pitch() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    write_dataset(&data);
+    write_tiny_audio_dataset(&data);
     let run = dir.path().join("run");
     let mut recipe = AudioRecipe::tiny();
     recipe.train.steps = 400;
@@ -79,7 +60,7 @@ fn a_tiny_model_learns_each_class_pitch() {
     let clips = generate_clips(&model, audio, &labels, &options).unwrap();
     for (clip, label) in clips.iter().zip(&labels) {
         let pitch = dominant_pitch(&audio.format, clip);
-        let wanted = PITCHES[label.unwrap()];
+        let wanted = TINY_AUDIO_PITCHES[label.unwrap()];
         assert!(
             (pitch - wanted).abs() <= 250.0,
             "class {label:?}: pitch {pitch} Hz, wanted {wanted}"
@@ -101,7 +82,7 @@ fn a_tiny_model_learns_each_class_pitch() {
 fn cli_trains_writes_wavs_and_spectrograms_and_evaluates() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    write_dataset(&data);
+    write_tiny_audio_dataset(&data);
     let (data, run) = (data.to_str().unwrap(), dir.path().join("run"));
     let run = run.to_str().unwrap();
     let o = aigc(&[
@@ -170,7 +151,7 @@ fn bad_audio_inputs_get_one_clear_error() {
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let broken = dir.path().join("broken");
-    write_dataset(&broken);
+    write_tiny_audio_dataset(&broken);
     std::fs::write(
         broken.join("2_synth_7.wav"),
         b"RIFF\x10\x00\x00\x00WAVEfmt ",

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 
 use aigc::checkpoint::{read_json, TrainState};
 use aigc::train::{
-    pretrain_audio, pretrain_image, pretrain_text, AudioRecipe, ImageRecipe, Progress, Recipe,
-    Start, TextRecipe,
+    pretrain_audio, pretrain_image, pretrain_multi, pretrain_text, AudioRecipe, ImageRecipe,
+    MultiPaths, MultiRecipe, Progress, Recipe, Start, TextRecipe,
 };
 
 #[derive(Subcommand, Debug)]
@@ -42,6 +42,21 @@ pub enum PretrainCommand {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Train one joint model on several modalities:
+    /// `--data text=PATH --data image=PATH --data audio=PATH` (any of them).
+    Multi {
+        /// A built-in recipe.
+        #[arg(long, value_enum, default_value_t = MultiPreset::Tiny)]
+        preset: MultiPreset,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MultiPreset {
+    /// A few seconds on a toy model (for trying the pipeline).
+    Tiny,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -72,9 +87,10 @@ pub enum AudioPreset {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Training data (text: a UTF-8 file or folder of .txt files; image: a folder of MNIST
-    /// IDX files or of class sub-folders; audio: a folder of labelled WAV files).
-    #[arg(long)]
-    data: PathBuf,
+    /// IDX files or of class sub-folders; audio: a folder of labelled WAV files). A joint run
+    /// takes one `KIND=PATH` per modality.
+    #[arg(long, required = true)]
+    data: Vec<String>,
     /// Run directory: checkpoints, metrics.jsonl and the model card go here.
     #[arg(long)]
     out: PathBuf,
@@ -111,23 +127,61 @@ pub fn run(cmd: PretrainCommand) -> anyhow::Result<()> {
                 TextPreset::Tiny => TextRecipe::tiny(),
                 TextPreset::Shakespeare => TextRecipe::shakespeare(),
             };
-            train(&run, preset, |d, o, s, p| pretrain_text(d, o, s, p))
+            let data = single_path(&run)?;
+            train(&run, preset, |o, s, p| pretrain_text(&data, o, s, p))
         }
         PretrainCommand::Image { preset, run } => {
             let preset = || match preset {
                 ImagePreset::Tiny => ImageRecipe::tiny(),
                 ImagePreset::Mnist => ImageRecipe::mnist(),
             };
-            train(&run, preset, |d, o, s, p| pretrain_image(d, o, s, p))
+            let data = single_path(&run)?;
+            train(&run, preset, |o, s, p| pretrain_image(&data, o, s, p))
         }
         PretrainCommand::Audio { preset, run } => {
             let preset = || match preset {
                 AudioPreset::Tiny => AudioRecipe::tiny(),
                 AudioPreset::Fsdd => AudioRecipe::fsdd(),
             };
-            train(&run, preset, |d, o, s, p| pretrain_audio(d, o, s, p))
+            let data = single_path(&run)?;
+            train(&run, preset, |o, s, p| pretrain_audio(&data, o, s, p))
+        }
+        PretrainCommand::Multi { preset, run } => {
+            let preset = || match preset {
+                MultiPreset::Tiny => MultiRecipe::tiny(),
+            };
+            let paths = multi_paths(&run)?;
+            train(&run, preset, |o, s, p| pretrain_multi(&paths, o, s, p))
         }
     }
+}
+
+/// The one data path of a single-modality run.
+fn single_path(args: &RunArgs) -> anyhow::Result<PathBuf> {
+    match args.data.as_slice() {
+        [one] => Ok(PathBuf::from(one)),
+        _ => bail!("give one --data path (several are for `pretrain multi`)"),
+    }
+}
+
+/// `KIND=PATH` data arguments of a joint run.
+fn multi_paths(args: &RunArgs) -> anyhow::Result<MultiPaths> {
+    let mut paths = MultiPaths::default();
+    for arg in &args.data {
+        let Some((kind, path)) = arg.split_once('=') else {
+            bail!("--data {arg:?}: a joint run takes KIND=PATH, e.g. --data text=corpus.txt");
+        };
+        let slot = match kind {
+            "text" => &mut paths.text,
+            "image" => &mut paths.image,
+            "audio" => &mut paths.audio,
+            _ => bail!("--data {arg:?}: KIND is text, image or audio"),
+        };
+        if slot.replace(PathBuf::from(path)).is_some() {
+            bail!("--data {kind}=... is given twice");
+        }
+    }
+    Ok(paths)
 }
 
 type ProgressFn<'a> = &'a mut dyn FnMut(&Progress) -> ControlFlow<()>;
@@ -135,7 +189,7 @@ type ProgressFn<'a> = &'a mut dyn FnMut(&Progress) -> ControlFlow<()>;
 fn train<R: Recipe + DeserializeOwned>(
     args: &RunArgs,
     preset: impl FnOnce() -> R,
-    pretrain: impl FnOnce(&Path, &Path, Start<'_, R>, ProgressFn<'_>) -> aigc::Result<TrainState>,
+    pretrain: impl FnOnce(&Path, Start<'_, R>, ProgressFn<'_>) -> aigc::Result<TrainState>,
 ) -> anyhow::Result<()> {
     let recipe;
     let start = if args.resume {
@@ -163,8 +217,8 @@ fn train<R: Recipe + DeserializeOwned>(
         true => ControlFlow::Break(()), // the loop saves a checkpoint, then stops
         false => report(&bar, p),
     };
-    let state = pretrain(&args.data, &args.out, start, &mut on_progress)
-        .with_context(|| format!("training on {}", args.data.display()))?;
+    let state = pretrain(&args.out, start, &mut on_progress)
+        .with_context(|| format!("training on {}", args.data.join(", ")))?;
     bar.finish_and_clear();
     if INTERRUPTED.load(Ordering::SeqCst) {
         eprintln!(

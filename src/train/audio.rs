@@ -25,7 +25,7 @@ pub struct AudioUnits {
     clips: Vec<Vec<f32>>,
     labels: Vec<usize>,
     /// Clip indices sorted by length, cut into groups of about four batches.
-    buckets: Vec<Vec<usize>>,
+    pub(super) buckets: Vec<Vec<usize>>,
     unit_dim: usize,
 }
 
@@ -55,8 +55,32 @@ impl AudioUnits {
         }
     }
 
+    /// `batch_size` clip indices: a bucket drawn in proportion to its size, then the clips
+    /// drawn uniformly from it, so every clip is equally likely and a batch wastes little on
+    /// padding.
+    pub(super) fn draw(&self, batch_size: usize, rng: &mut StdRng) -> Vec<usize> {
+        let pick = rng.random_range(0..self.clips.len());
+        let mut seen = 0;
+        let bucket = self
+            .buckets
+            .iter()
+            .find(|b| {
+                seen += b.len();
+                pick < seen
+            })
+            .expect("pick < total clips");
+        (0..batch_size)
+            .map(|_| bucket[rng.random_range(0..bucket.len())])
+            .collect()
+    }
+
+    /// The label of clip `i`.
+    pub(super) fn label(&self, i: usize) -> usize {
+        self.labels[i]
+    }
+
     /// Clips `indices` zero-padded to the longest, their lengths and (possibly nulled) labels.
-    fn batch(
+    pub(super) fn batch(
         &self,
         indices: &[usize],
         null: impl Fn(usize) -> Option<usize>,
@@ -88,8 +112,10 @@ impl AudioUnits {
 
 /// Training and held-out clips as units.
 pub struct AudioData {
-    train: AudioUnits,
-    test: AudioUnits,
+    pub(super) train: AudioUnits,
+    pub(super) test: AudioUnits,
+    /// Class names; a label is an index into this list.
+    pub(super) classes: Vec<String>,
 }
 
 impl AudioData {
@@ -131,6 +157,7 @@ impl AudioData {
         Ok(Self {
             train: AudioUnits::new(train, &config.format, stats, 4 * batch_size),
             test: AudioUnits::new(test, &config.format, stats, batch_size),
+            classes: train.classes.clone(),
         })
     }
 }
@@ -147,25 +174,14 @@ impl Trainable for AudioModel {
         rng: &mut StdRng,
         device: &Device,
     ) -> Tensor<1> {
-        let units = &data.train;
-        let pick = rng.random_range(0..units.clips.len());
-        let mut seen = 0;
-        let bucket = units
-            .buckets
-            .iter()
-            .find(|b| {
-                seen += b.len();
-                pick < seen
-            })
-            .expect("pick < total clips");
-        let indices: Vec<usize> = (0..train.batch_size)
-            .map(|_| bucket[rng.random_range(0..bucket.len())])
-            .collect();
+        let indices = data.train.draw(train.batch_size, rng);
         let dropped: Vec<bool> = (0..train.batch_size)
             .map(|_| rng.random::<f64>() < train.label_dropout)
             .collect();
         let null = self.null_label();
-        let (x, lengths, labels) = units.batch(&indices, |k| dropped[k].then_some(null), device);
+        let (x, lengths, labels) =
+            data.train
+                .batch(&indices, |k| dropped[k].then_some(null), device);
         self.loss(x, &lengths, labels)
     }
 

@@ -426,6 +426,15 @@ impl Recipe for ImageRecipe {
     }
 }
 
+impl Recipe for super::MultiRecipe {
+    fn train_mut(&mut self) -> &mut TrainConfig {
+        &mut self.train
+    }
+    fn check(&self) -> Result<()> {
+        self.train.validate()
+    }
+}
+
 impl Recipe for AudioRecipe {
     fn train_mut(&mut self) -> &mut TrainConfig {
         &mut self.train

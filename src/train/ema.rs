@@ -99,7 +99,10 @@ mod tests {
         let mut ema = Ema::new(&model, 0.999);
         // a trained parameter, as the optimizer returns it: a leaf that requires gradients
         let moved = Linear {
-            weight: model.weight.clone().map(|w| (w + 1.0).detach().require_grad()),
+            weight: model
+                .weight
+                .clone()
+                .map(|w| (w + 1.0).detach().require_grad()),
             ..model.clone()
         };
         // step 0: decay min(0.999, 1/10) = 0.1, so the average moves 90% of the way

@@ -43,7 +43,7 @@ impl ImageData {
 }
 
 /// Patches and labels of `indices` as tensors; `null(k)` may replace the k-th label.
-fn batch(
+pub(super) fn batch(
     data: &ImageDataset,
     indices: &[usize],
     null: impl Fn(usize) -> Option<usize>,

@@ -17,6 +17,7 @@ mod ema;
 mod eval;
 mod image;
 mod metrics;
+mod multi;
 mod schedule;
 mod shards;
 mod text;
@@ -29,6 +30,7 @@ pub use config::{classifier_recipe, AudioRecipe, ImageRecipe, Recipe, TextRecipe
 pub use eval::{evaluate, evaluate_val_split, Score, TextScore};
 pub use image::{pretrain_image, ImageData};
 pub use metrics::{Metrics, MetricsLog};
+pub use multi::{pretrain_multi, MultiData, MultiPaths, MultiRecipe};
 pub use schedule::lr_at;
 pub use text::{pretrain_text, TextData};
 

@@ -99,3 +99,27 @@ pub fn write_tiny_image_dataset(root: &Path) {
         }
     }
 }
+
+/// The pitch of each class, in Hz.
+pub const TINY_AUDIO_PITCHES: [f32; 3] = [400.0, 1200.0, 2400.0];
+
+/// Writes `root/<class>_synth_<take>.wav`: 12 takes of each class's tone, of varying length
+/// and loudness (takes 0-4 are the test split).
+pub fn write_tiny_audio_dataset(root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    for (class, hz) in TINY_AUDIO_PITCHES.iter().enumerate() {
+        for take in 0..12 {
+            let len = 200 + 25 * take;
+            let amplitude = 0.2 + 0.05 * take as f32;
+            let clip: Vec<f32> = (0..len)
+                .map(|i| amplitude * (std::f32::consts::TAU * hz * i as f32 / 8000.0).sin())
+                .collect();
+            aigc::modality::audio::write_wav(
+                &root.join(format!("{class}_synth_{take}.wav")),
+                &clip,
+                8000,
+            )
+            .unwrap();
+        }
+    }
+}

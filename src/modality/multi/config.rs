@@ -61,6 +61,23 @@ pub struct MultiModelConfig {
     pub image: Option<ImagePartConfig>,
     /// The audio adapter and decoders, if the model speaks.
     pub audio: Option<AudioPartConfig>,
+    /// Training only: how often a step trains each modality.
+    pub mix: Mix,
+    /// Training only: of the image and audio examples that keep their condition, the
+    /// fraction conditioned on a caption (a text prompt) instead of the class label.
+    pub prompt_fraction: f64,
+}
+
+/// Relative weights of the modalities in training: each step trains one modality, drawn
+/// with these weights among those the run has data for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Mix {
+    /// Weight of text steps.
+    pub text: f64,
+    /// Weight of image steps.
+    pub image: f64,
+    /// Weight of audio steps.
+    pub audio: f64,
 }
 
 impl ImagePartConfig {
@@ -122,6 +139,21 @@ impl MultiModelConfig {
             return Err(Error::Config(
                 "vocab_size and prompt_len must be positive".into(),
             ));
+        }
+        let weights = [self.mix.text, self.mix.image, self.mix.audio];
+        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
+            || weights.iter().sum::<f64>() <= 0.0
+        {
+            return Err(Error::Config(format!(
+                "mix weights must be >= 0 with a positive sum, got {:?}",
+                self.mix
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.prompt_fraction) {
+            return Err(Error::Config(format!(
+                "prompt_fraction must be in [0, 1], got {}",
+                self.prompt_fraction
+            )));
         }
         let prefix = self.prompt_len + 1;
         let context = |what: &str, needed: usize| {

@@ -6,7 +6,7 @@ mod generate;
 mod model;
 pub mod prompts;
 
-pub use config::{AudioPartConfig, ImagePartConfig, MultiModelConfig};
+pub use config::{AudioPartConfig, ImagePartConfig, Mix, MultiModelConfig};
 pub use generate::{generate_clips, generate_images, prompt_condition};
 pub use model::{AudioAdapter, Condition, ImageAdapter, MultiModel};
 

@@ -15,7 +15,7 @@
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
-use super::{AudioPartConfig, ImagePartConfig, MultiModelConfig};
+use super::{AudioPartConfig, ImagePartConfig, Mix, MultiModelConfig};
 use crate::core::{Transformer, INIT_STD};
 use crate::modality::audio::AudioParts;
 use crate::modality::continuous::FlowGenerateOptions;
@@ -47,6 +47,10 @@ pub struct MultiModel {
     image: Option<ImageAdapter>,
     audio: Option<AudioAdapter>,
     prompt_len: usize,
+    /// Training only (see [`MultiModelConfig::mix`]).
+    #[module(skip)]
+    mix: Mix,
+    prompt_fraction: f64,
 }
 
 /// The image modules of a joint model.
@@ -113,6 +117,8 @@ impl MultiModelConfig {
             image: self.image.as_ref().map(|c| c.init_adapter(d, device)),
             audio: self.audio.as_ref().map(|c| c.init_adapter(d, device)),
             prompt_len: self.prompt_len,
+            mix: self.mix,
+            prompt_fraction: self.prompt_fraction,
         })
     }
 }
@@ -152,6 +158,16 @@ impl AudioPartConfig {
 }
 
 impl MultiModel {
+    /// How often training draws each modality.
+    pub fn mix(&self) -> Mix {
+        self.mix
+    }
+
+    /// The fraction of conditioned training examples that get a caption.
+    pub fn prompt_fraction(&self) -> f64 {
+        self.prompt_fraction
+    }
+
     /// The text model inside: the token embedding and the core (shared, not copied).
     pub fn text(&self) -> TextModel {
         TextModel::from_parts(self.tok_embed.clone(), self.core.clone())

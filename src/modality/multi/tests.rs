@@ -35,6 +35,12 @@ pub(crate) fn tiny() -> MultiModelConfig {
             input_noise: 0.0,
             flow_time: FlowTime::LogitNormal,
         }),
+        mix: Mix {
+            text: 1.0,
+            image: 1.0,
+            audio: 1.0,
+        },
+        prompt_fraction: 0.5,
     }
 }
 

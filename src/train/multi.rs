@@ -1,0 +1,413 @@
+//! The joint front of the training loop: one core trained on text, images and audio at once.
+//! Each step draws one modality (with the recipe's mix weights) and a batch of it; image and
+//! audio examples are conditioned on their label, on a caption built from it (one of the
+//! training phrasings in `modality::multi::prompts`), or on nothing (label dropout).
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::audio::AudioData;
+use super::image::{batch as image_batch, ImageData};
+use super::{evaluate, run_config, MetricsLog, Progress, Session, Start, TrainConfig, Trainable};
+use crate::checkpoint::{self, ModelConfig, TrainState};
+use crate::modality::multi::prompts::prompts;
+use crate::modality::multi::{Condition, MultiModel, MultiModelConfig};
+use crate::modality::text::{read_text, split_text, Corpus, Split, TextTokenizer, TokenizerKind};
+use crate::modality::Modality;
+use crate::{Error, Result};
+
+/// Everything `aigc pretrain multi` needs besides the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MultiRecipe {
+    /// The text tokenizer, built from the text data and the captions.
+    pub tokenizer: TokenizerKind,
+    /// The model; `vocab_size`, `prompt_len` and the audio statistics are filled in from the
+    /// data when a run starts.
+    pub model: MultiModelConfig,
+    /// Optimisation settings (one `batch_size` for every modality; `seq_len` is the text
+    /// window).
+    pub train: TrainConfig,
+}
+
+impl MultiRecipe {
+    /// A few steps of a tiny joint model (8x8 images, short clips), for tests.
+    pub fn tiny() -> Self {
+        use crate::core::{Positions, TransformerConfig};
+        use crate::modality::audio::AudioModelConfig;
+        use crate::modality::image::ImageModelConfig;
+        use crate::modality::multi::{AudioPartConfig, ImagePartConfig, Mix};
+        let (image, audio) = (ImageModelConfig::tiny(), AudioModelConfig::tiny());
+        Self {
+            tokenizer: TokenizerKind::Char,
+            model: MultiModelConfig {
+                core: TransformerConfig {
+                    positions: Positions::Learned,
+                    max_seq_len: 48,
+                    ..TransformerConfig::tiny()
+                },
+                vocab_size: 0,
+                prompt_len: 0,
+                image: Some(ImagePartConfig {
+                    image: image.image,
+                    n_classes: image.n_classes,
+                    head_width: image.head_width,
+                    head_blocks: image.head_blocks,
+                    noise_draws: image.noise_draws,
+                }),
+                audio: Some(AudioPartConfig {
+                    format: audio.format,
+                    stats: None,
+                    n_classes: audio.n_classes,
+                    head_width: audio.head_width,
+                    head_blocks: audio.head_blocks,
+                    noise_draws: audio.noise_draws,
+                    input_noise: audio.input_noise,
+                    flow_time: audio.flow_time,
+                }),
+                mix: Mix {
+                    text: 1.0,
+                    image: 1.0,
+                    audio: 1.0,
+                },
+                prompt_fraction: 0.5,
+            },
+            train: TrainConfig {
+                steps: 12,
+                label_dropout: 0.1,
+                ..TrainConfig::tiny()
+            },
+        }
+    }
+}
+
+/// Where a joint run's data is; at least one path is needed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MultiPaths {
+    /// A UTF-8 file or folder of `.txt` files.
+    pub text: Option<PathBuf>,
+    /// MNIST IDX files or class sub-folders of images.
+    pub image: Option<PathBuf>,
+    /// Labelled WAV files.
+    pub audio: Option<PathBuf>,
+}
+
+/// A joint run's data, with each class's captions as token ids.
+pub struct MultiData {
+    text: Option<Corpus>,
+    image: Option<(ImageData, Vec<Vec<Vec<u32>>>)>,
+    audio: Option<(AudioData, Vec<Vec<Vec<u32>>>)>,
+}
+
+/// Captions of every class of `classes` in the training phrasings, as token ids.
+fn captions(
+    tokenizer: &TextTokenizer,
+    modality: Modality,
+    classes: &[String],
+) -> Result<Vec<Vec<Vec<u32>>>> {
+    classes
+        .iter()
+        .map(|name| {
+            let texts = prompts(modality, name, false);
+            texts.iter().map(|t| tokenizer.encode(t)).collect()
+        })
+        .collect()
+}
+
+/// The conditions of a batch with these `labels`: nothing with probability `label_dropout`,
+/// else a caption with probability `prompt_fraction`, else the label.
+fn conditions(
+    labels: impl Iterator<Item = usize>,
+    captions: &[Vec<Vec<u32>>],
+    train: &TrainConfig,
+    prompt_fraction: f64,
+    rng: &mut StdRng,
+) -> Vec<Condition> {
+    labels
+        .map(|label| {
+            if rng.random::<f64>() < train.label_dropout {
+                Condition::Unconditional
+            } else if rng.random::<f64>() < prompt_fraction {
+                let options = &captions[label];
+                Condition::Prompt(options[rng.random_range(0..options.len())].clone())
+            } else {
+                Condition::Label(label)
+            }
+        })
+        .collect()
+}
+
+impl MultiModel {
+    fn pick_modality(&self, data: &MultiData, rng: &mut StdRng) -> Modality {
+        let mix = self.mix();
+        let weights = [
+            (Modality::Text, mix.text * data.text.is_some() as u8 as f64),
+            (
+                Modality::Image,
+                mix.image * data.image.is_some() as u8 as f64,
+            ),
+            (
+                Modality::Audio,
+                mix.audio * data.audio.is_some() as u8 as f64,
+            ),
+        ];
+        let total: f64 = weights.iter().map(|w| w.1).sum();
+        let mut u = rng.random::<f64>() * total;
+        for (modality, w) in weights {
+            if u < w {
+                return modality;
+            }
+            u -= w;
+        }
+        weights
+            .iter()
+            .rev()
+            .find(|w| w.1 > 0.0)
+            .map_or(Modality::Text, |w| w.0)
+    }
+}
+
+impl Trainable for MultiModel {
+    type Data = MultiData;
+
+    fn train_loss(
+        &self,
+        data: &MultiData,
+        train: &TrainConfig,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let b = train.batch_size;
+        let checked = "labels and captions were checked when the data loaded";
+        match self.pick_modality(data, rng) {
+            Modality::Text => {
+                let corpus = data.text.as_ref().expect("picked modalities have data");
+                let (x, y) = corpus.random_batch(Split::Train, b, train.seq_len, rng);
+                let shape = [b, train.seq_len];
+                let x = Tensor::<2, Int>::from_data(TensorData::new(x, shape), device);
+                let y = Tensor::<2, Int>::from_data(TensorData::new(y, shape), device);
+                self.text().loss(x, y)
+            }
+            Modality::Image => {
+                let (images, captions) = data.image.as_ref().expect("picked modalities have data");
+                let indices: Vec<usize> = (0..b)
+                    .map(|_| rng.random_range(0..images.train.len()))
+                    .collect();
+                let labels = indices.iter().map(|&i| images.train.label(i));
+                let conds = conditions(labels, captions, train, self.prompt_fraction(), rng);
+                let (patches, _) = image_batch(&images.train, &indices, |_| None, device);
+                self.image_loss(patches, &conds).expect(checked)
+            }
+            Modality::Audio => {
+                let (clips, captions) = data.audio.as_ref().expect("picked modalities have data");
+                let indices = clips.train.draw(b, rng);
+                let labels = indices.iter().map(|&i| clips.train.label(i));
+                let conds = conditions(labels, captions, train, self.prompt_fraction(), rng);
+                let (units, lengths, _) = clips.train.batch(&indices, |_| None, device);
+                self.audio_loss(units, &lengths, &conds).expect(checked)
+            }
+        }
+    }
+
+    /// The mix-weighted mean of each modality's validation loss (label-conditioned), each
+    /// also logged.
+    fn val_loss(&self, data: &MultiData, train: &TrainConfig) -> Result<f64> {
+        let device = crate::default_device();
+        let mix = self.mix();
+        let mut parts = Vec::new();
+        if let Some(corpus) = &data.text {
+            let tokens = corpus.tokens(Split::Val);
+            let text = self.text();
+            let score = evaluate(
+                &text,
+                tokens,
+                train.seq_len,
+                train.batch_size,
+                Some(train.eval_windows),
+            )?;
+            parts.push((Modality::Text, mix.text, score.nats_per_token()));
+        }
+        if let Some((images, _)) = &data.image {
+            let n = train.eval_windows.min(images.test.len());
+            let (mut total, indices) = (0.0, (0..n).collect::<Vec<usize>>());
+            for chunk in indices.chunks(train.batch_size) {
+                let (patches, _) = image_batch(&images.test, chunk, |_| None, &device);
+                let conds: Vec<Condition> = chunk
+                    .iter()
+                    .map(|&i| Condition::Label(images.test.label(i)))
+                    .collect();
+                total += self.image_loss(patches, &conds)?.into_scalar::<f32>() as f64
+                    * chunk.len() as f64;
+            }
+            parts.push((Modality::Image, mix.image, total / n.max(1) as f64));
+        }
+        if let Some((clips, _)) = &data.audio {
+            let (mut total, mut count) = (0.0, 0);
+            for bucket in clips.test.buckets.iter() {
+                let take = bucket.len().min(train.eval_windows.saturating_sub(count));
+                if take == 0 {
+                    break;
+                }
+                let chunk = &bucket[..take];
+                let (units, lengths, _) = clips.test.batch(chunk, |_| None, &device);
+                let conds: Vec<Condition> = chunk
+                    .iter()
+                    .map(|&i| Condition::Label(clips.test.label(i)))
+                    .collect();
+                total += self
+                    .audio_loss(units, &lengths, &conds)?
+                    .into_scalar::<f32>() as f64
+                    * take as f64;
+                count += take;
+            }
+            parts.push((Modality::Audio, mix.audio, total / count.max(1) as f64));
+        }
+        for (modality, _, loss) in &parts {
+            tracing::info!("val loss {modality}: {loss:.4}");
+        }
+        let weight: f64 = parts.iter().map(|p| p.1).sum();
+        Ok(parts.iter().map(|p| p.1 * p.2).sum::<f64>() / weight.max(f64::MIN_POSITIVE))
+    }
+
+    fn units_per_step(train: &TrainConfig) -> usize {
+        train.batch_size
+    }
+}
+
+/// Loads the data at `paths` for a model of `config`, reading captions with `tokenizer`.
+fn load_data(
+    paths: &MultiPaths,
+    config: &MultiModelConfig,
+    tokenizer: &TextTokenizer,
+    text: Option<&str>,
+    train: &TrainConfig,
+) -> Result<MultiData> {
+    let text = match text {
+        Some(text) => Some(Corpus::new(
+            text,
+            tokenizer,
+            train.seq_len,
+            paths.text.as_deref().unwrap_or(Path::new("")),
+        )?),
+        None => None,
+    };
+    let image = match (&paths.image, &config.image) {
+        (Some(path), Some(part)) => {
+            let images = ImageData::load_splits(path, part.image, part.n_classes)?;
+            let captions = captions(tokenizer, Modality::Image, &images.train.classes)?;
+            Some((images, captions))
+        }
+        _ => None,
+    };
+    let audio = match (&paths.audio, &config.audio) {
+        (Some(path), Some(part)) => {
+            let clips =
+                AudioData::load_splits(path, &part.with_core(&config.core), train.batch_size)?;
+            let captions = captions(tokenizer, Modality::Audio, &clips.classes)?;
+            Some((clips, captions))
+        }
+        _ => None,
+    };
+    Ok(MultiData { text, image, audio })
+}
+
+/// Trains a joint model on the data at `paths`, writing checkpoints to `out`. A fresh run
+/// fits the audio statistics, builds the tokenizer from the text and the captions, and sizes
+/// the prompt slot to the longest caption.
+pub fn pretrain_multi(
+    paths: &MultiPaths,
+    out: &Path,
+    start: Start<'_, MultiRecipe>,
+    on_progress: impl FnMut(&Progress) -> ControlFlow<()>,
+) -> Result<TrainState> {
+    if paths.text.is_none() && paths.image.is_none() && paths.audio.is_none() {
+        return Err(Error::Input(
+            "a joint run needs text, image or audio data".into(),
+        ));
+    }
+    let device = crate::default_device().autodiff();
+    let text = paths.text.as_deref().map(read_text).transpose()?;
+    let (mut session, tokenizer, config) = match start {
+        Start::Fresh(recipe) => {
+            let (model, tokenizer) = fresh_config(recipe, paths, text.as_deref())?;
+            let session = Session::fresh(&recipe.train, device, |d| model.init(d))?;
+            (
+                session,
+                tokenizer,
+                run_config(ModelConfig::Multi(model), &recipe.train),
+            )
+        }
+        Start::Resume => {
+            let (model, tokenizer, config) = checkpoint::load_multi(out, &device)?;
+            (
+                Session::resumed(out, model, config.train.clone(), device)?,
+                tokenizer,
+                config,
+            )
+        }
+    };
+    let ModelConfig::Multi(model_config) = &config.model else {
+        unreachable!("built or loaded as a joint model above")
+    };
+    let data = load_data(
+        paths,
+        model_config,
+        &tokenizer,
+        text.as_deref(),
+        &session.train,
+    )?;
+    let save = |s: &Session<MultiModel>, metrics: &MetricsLog| {
+        s.save(out, &config, Some(&tokenizer), metrics)
+    };
+    session.fit(&data, out, save, on_progress)?;
+    Ok(session.state)
+}
+
+/// The recipe's model with the sizes only the data can tell, and the tokenizer.
+fn fresh_config(
+    recipe: &MultiRecipe,
+    paths: &MultiPaths,
+    text: Option<&str>,
+) -> Result<(MultiModelConfig, TextTokenizer)> {
+    recipe.train.validate()?;
+    let mut model = recipe.model.clone();
+    let mut classes = Vec::new();
+    if let (Some(path), Some(part)) = (&paths.image, &model.image) {
+        let images = ImageData::load_splits(path, part.image, part.n_classes)?;
+        classes.push((Modality::Image, images.train.classes.clone()));
+    }
+    if let (Some(path), Some(part)) = (&paths.audio, &mut model.audio) {
+        let mut audio = part.with_core(&model.core);
+        let clips = AudioData::fit_splits(path, &mut audio, recipe.train.batch_size)?;
+        part.stats = audio.stats;
+        classes.push((Modality::Audio, clips.classes.clone()));
+    }
+    let all_captions: Vec<String> = classes
+        .iter()
+        .flat_map(|(m, names)| {
+            names
+                .iter()
+                .flat_map(|n| [prompts(*m, n, false), prompts(*m, n, true)].concat())
+        })
+        .collect();
+    let corpus = format!(
+        "{}\n{}",
+        text.map_or("", |t| split_text(t).0),
+        all_captions.join("\n")
+    );
+    let tokenizer = TextTokenizer::build(recipe.tokenizer, &corpus)?;
+    model.vocab_size = tokenizer.vocab_size();
+    model.prompt_len = all_captions
+        .iter()
+        .map(|c| tokenizer.encode(c).map(|ids| ids.len()))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .max()
+        .unwrap_or(1);
+    model.validate()?;
+    Ok((model, tokenizer))
+}

@@ -1,0 +1,104 @@
+//! The joint model end to end on tiny data: one core trained on text, images and audio
+//! together; its checkpoint generates all three, by label and by text prompt.
+
+mod common;
+
+use aigc::modality::continuous::FlowGenerateOptions;
+use aigc::modality::text::GenerateOptions;
+use aigc::Pipeline;
+use common::{aigc, losses, small_corpus, write_tiny_audio_dataset, write_tiny_image_dataset};
+
+#[test]
+fn one_core_trains_on_three_modalities_and_follows_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = small_corpus(dir.path(), 20_000);
+    let images = dir.path().join("images");
+    write_tiny_image_dataset(&images);
+    let clips = dir.path().join("clips");
+    write_tiny_audio_dataset(&clips);
+    let out = dir.path().join("joint");
+    let arg = |kind: &str, p: &std::path::Path| format!("{kind}={}", p.display());
+    let (text, image, audio) = (
+        arg("text", &corpus),
+        arg("image", &images),
+        arg("audio", &clips),
+    );
+    let o = aigc(&[
+        "pretrain",
+        "multi",
+        "--preset",
+        "tiny",
+        "--data",
+        &text,
+        "--data",
+        &image,
+        "--data",
+        &audio,
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "24",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(losses(&out).len(), 24);
+
+    let joint = Pipeline::load(&out).unwrap();
+    let options = GenerateOptions {
+        max_tokens: 10,
+        ..GenerateOptions::default()
+    };
+    assert_eq!(
+        joint
+            .generate_text("ROMEO:", &options, |_| {})
+            .unwrap()
+            .generated_tokens,
+        10
+    );
+    let flow = FlowGenerateOptions {
+        steps: 2,
+        ..FlowGenerateOptions::image()
+    };
+    let by_label = joint.generate_image(&[Some(1), None], &flow).unwrap();
+    let by_prompt = joint
+        .generate_image_from_prompts(&["a handwritten one", "an image of a two"], &flow)
+        .unwrap();
+    assert_eq!((by_label.len(), by_prompt.len()), (2, 2));
+    assert_eq!(by_prompt[0].width(), 8);
+    let spoken = joint
+        .generate_audio_from_prompts(&["say zero"], &flow)
+        .unwrap();
+    assert!(!spoken[0].samples.is_empty());
+    let err = joint
+        .generate_image_from_prompts(&["say ☃"], &flow)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains('☃'), "{err}");
+
+    // a single-modality model takes labels, not prompts
+    let mnist = Pipeline::load(common::root().join("models/image-mnist")).unwrap();
+    let err = mnist
+        .generate_image_from_prompts(&["a seven"], &flow)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("not prompts"), "{err}");
+}
+
+#[test]
+fn joint_data_arguments_are_checked() {
+    let run = |data: &[&str]| {
+        let mut args = vec!["pretrain", "multi", "--out", "/tmp/aigc-never-written"];
+        for d in data {
+            args.extend(["--data", d]);
+        }
+        let o = aigc(&args);
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    assert!(run(&["corpus.txt"]).contains("KIND=PATH"));
+    assert!(run(&["video=x"]).contains("KIND is text, image or audio"));
+    assert!(run(&["text=a", "text=b"]).contains("given twice"));
+    let o = aigc(&[
+        "pretrain", "text", "--data", "a", "--data", "b", "--out", "/tmp/x",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("give one --data path"));
+}
