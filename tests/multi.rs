@@ -74,6 +74,28 @@ fn one_core_trains_on_three_modalities_and_follows_prompts() {
         .unwrap();
     assert!(err.to_string().contains('☃'), "{err}");
 
+    // the CLI: prompts name the files, labels as before; text from the joint model too
+    let samples = dir.path().join("samples");
+    let (model, samples_s) = (out.to_str().unwrap(), samples.to_str().unwrap());
+    for (kind, prompt, file) in [
+        ("image", "write the number two", "prompt_1.png"),
+        ("audio", "pronounce one", "prompt_1.wav"),
+    ] {
+        let o = aigc(&[
+            "generate", kind, "--model", model, "--prompt", prompt, "--count", "2", "--steps", "2",
+            "--out", samples_s,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(samples.join(file).is_file(), "{file}");
+    }
+    let o = aigc(&["generate", "text", "--model", model, "--max-tokens", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = aigc(&[
+        "generate", "image", "--prompt", "a seven", "--out", samples_s,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--prompt needs a joint model"), "{err}");
+
     // a single-modality model takes labels, not prompts
     let mnist = Pipeline::load(common::root().join("models/image-mnist")).unwrap();
     let err = mnist

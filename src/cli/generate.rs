@@ -11,7 +11,8 @@ use aigc::checkpoint::{self, ModelConfig};
 use aigc::modality::audio::{generate_clips, log_mel_picture, mel_shape, write_wav};
 use aigc::modality::continuous::FlowGenerateOptions;
 use aigc::modality::image::{generate_images, grid, write_png};
-use aigc::modality::text::{generate, GenerateOptions};
+use aigc::modality::multi::{self, Condition};
+use aigc::modality::text::{generate, GenerateOptions, TextTokenizer};
 use aigc::sample::SamplingConfig;
 
 #[derive(Subcommand, Debug)]
@@ -67,8 +68,12 @@ pub struct FlowArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Class to draw (a number, or `none` for unconditional); default: every class in turn.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prompt")]
     label: Option<String>,
+    /// A text prompt instead of a label ("a handwritten seven", "say four"); joint models
+    /// only (`aigc pretrain multi`).
+    #[arg(long)]
+    prompt: Option<String>,
     /// Samples to draw.
     #[arg(long, default_value_t = 10)]
     count: usize,
@@ -100,6 +105,36 @@ impl FlowArgs {
         })
     }
 
+    /// The labels for a single-modality model, which reads no prompts.
+    fn labels_only(&self, n_classes: usize) -> anyhow::Result<Vec<Option<usize>>> {
+        if self.prompt.is_some() {
+            anyhow::bail!(
+                "--prompt needs a joint model (aigc pretrain multi); this model takes --label"
+            );
+        }
+        self.labels(n_classes)
+    }
+
+    /// A joint model's conditions (the prompt, or the labels) and the samples' file names
+    /// (`prompt_<index>`, or `<label>_<index>`).
+    fn conditions(
+        &self,
+        n_classes: usize,
+        tokenizer: &TextTokenizer,
+    ) -> anyhow::Result<(Vec<Condition>, Vec<String>)> {
+        let labels = self.labels(n_classes)?;
+        let Some(prompt) = &self.prompt else {
+            let conditions = labels
+                .iter()
+                .map(|l| l.map_or(Condition::Unconditional, Condition::Label))
+                .collect();
+            return Ok((conditions, sample_names(&labels)));
+        };
+        let condition = multi::prompt_condition(tokenizer, prompt)?;
+        let names = (0..self.count).map(|i| format!("prompt_{i}")).collect();
+        Ok((vec![condition; self.count], names))
+    }
+
     /// The folder to write into, created if needed.
     fn out_dir(&self) -> anyhow::Result<&Path> {
         std::fs::create_dir_all(&self.out)
@@ -108,10 +143,16 @@ impl FlowArgs {
     }
 }
 
-/// `<label>_<index>` for sample `i`.
-fn sample_name(label: Option<usize>, i: usize) -> String {
-    let name = label.map_or("none".to_string(), |l| l.to_string());
-    format!("{name}_{i}")
+/// `<label>_<index>` for each sample.
+fn sample_names(labels: &[Option<usize>]) -> Vec<String> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let name = label.map_or("none".to_string(), |l| l.to_string());
+            format!("{name}_{i}")
+        })
+        .collect()
 }
 
 #[derive(Args, Debug)]
@@ -179,8 +220,15 @@ fn text(args: TextArgs) -> anyhow::Result<()> {
         .model
         .unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_MODEL));
     let started = Instant::now();
-    let (model, tokenizer, _) = checkpoint::load_text(&dir, &aigc::default_device())
-        .with_context(|| format!("loading the model from {}", dir.display()))?;
+    let device = aigc::default_device();
+    let loaded = match checkpoint::load_config(&dir)?.model {
+        ModelConfig::Multi(_) => {
+            checkpoint::load_multi(&dir, &device).map(|(m, t, _)| (m.text(), t))
+        }
+        _ => checkpoint::load_text(&dir, &device).map(|(m, t, _)| (m, t)),
+    };
+    let (model, tokenizer) =
+        loaded.with_context(|| format!("loading the model from {}", dir.display()))?;
     let load_s = started.elapsed().as_secs_f64();
     let options = GenerateOptions {
         max_tokens: args.max_tokens,
@@ -223,24 +271,40 @@ fn image(args: ImageArgs) -> anyhow::Result<()> {
         .model
         .clone()
         .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_MODEL));
-    let (model, config) = checkpoint::load_image(&dir, &aigc::default_device())
-        .with_context(|| format!("loading the model from {}", dir.display()))?;
-    let ModelConfig::Image(model_config) = &config.model else {
-        unreachable!("load_image returns image models")
-    };
-    let labels = flow.labels(model_config.n_classes)?;
+    let device = aigc::default_device();
     let options = flow.sampling.options(FlowGenerateOptions::image());
+    let config = checkpoint::load_config(&dir)?;
     let started = Instant::now();
-    let images = generate_images(&model, &model_config.image, &labels, &options)?;
+    let (images, names, shape) = match &config.model {
+        ModelConfig::Multi(multi_config) => {
+            let part = multi_config
+                .image
+                .as_ref()
+                .context("this joint model draws no images")?;
+            let (model, tokenizer, _) = checkpoint::load_multi(&dir, &device)?;
+            let (conditions, names) = flow.conditions(part.n_classes, &tokenizer)?;
+            let images = multi::generate_images(&model, multi_config, &conditions, &options)?;
+            (images, names, part.image)
+        }
+        _ => {
+            let (model, _) = checkpoint::load_image(&dir, &device)
+                .with_context(|| format!("loading the model from {}", dir.display()))?;
+            let ModelConfig::Image(model_config) = &config.model else {
+                unreachable!("load_image returns image models")
+            };
+            let labels = flow.labels_only(model_config.n_classes)?;
+            let images = generate_images(&model, &model_config.image, &labels, &options)?;
+            (images, sample_names(&labels), model_config.image)
+        }
+    };
     let secs = started.elapsed().as_secs_f64();
     let out = flow.out_dir()?;
-    for (i, (img, label)) in images.iter().zip(&labels).enumerate() {
-        let path = out.join(format!("{}.png", sample_name(*label, i)));
-        write_png(&path, img, &model_config.image)?;
+    for (img, name) in images.iter().zip(&names) {
+        write_png(&out.join(format!("{name}.png")), img, &shape)?;
     }
     if args.grid {
         let columns = (images.len() as f64).sqrt().ceil() as usize;
-        let (pixels, shape) = grid(&images, &model_config.image, columns);
+        let (pixels, shape) = grid(&images, &shape, columns);
         write_png(&out.join("grid.png"), &pixels, &shape)?;
     }
     eprintln!(
@@ -259,20 +323,36 @@ fn audio(args: AudioArgs) -> anyhow::Result<()> {
         .model
         .clone()
         .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_MODEL));
-    let (model, config) = checkpoint::load_audio(&dir, &aigc::default_device())
-        .with_context(|| format!("loading the model from {}", dir.display()))?;
-    let ModelConfig::Audio(model_config) = &config.model else {
-        unreachable!("load_audio returns audio models")
-    };
-    let labels = flow.labels(model_config.n_classes)?;
+    let device = aigc::default_device();
     let options = flow.sampling.options(FlowGenerateOptions::audio());
+    let config = checkpoint::load_config(&dir)?;
     let started = Instant::now();
-    let clips = generate_clips(&model, model_config, &labels, &options)?;
+    let (clips, names, format) = match &config.model {
+        ModelConfig::Multi(multi_config) => {
+            let part = multi_config
+                .audio
+                .as_ref()
+                .context("this joint model has no audio")?;
+            let (model, tokenizer, _) = checkpoint::load_multi(&dir, &device)?;
+            let (conditions, names) = flow.conditions(part.n_classes, &tokenizer)?;
+            let clips = multi::generate_clips(&model, multi_config, &conditions, &options)?;
+            (clips, names, part.format.clone())
+        }
+        _ => {
+            let (model, _) = checkpoint::load_audio(&dir, &device)
+                .with_context(|| format!("loading the model from {}", dir.display()))?;
+            let ModelConfig::Audio(model_config) = &config.model else {
+                unreachable!("load_audio returns audio models")
+            };
+            let labels = flow.labels_only(model_config.n_classes)?;
+            let clips = generate_clips(&model, model_config, &labels, &options)?;
+            (clips, sample_names(&labels), model_config.format.clone())
+        }
+    };
     let secs = started.elapsed().as_secs_f64();
     let out = flow.out_dir()?;
-    let format = &model_config.format;
-    for (i, (clip, label)) in clips.iter().zip(&labels).enumerate() {
-        let name = sample_name(*label, i);
+    let format = &format;
+    for (clip, name) in clips.iter().zip(&names) {
         write_wav(&out.join(format!("{name}.wav")), clip, format.sample_rate)?;
         if args.spectrogram {
             let picture = log_mel_picture(format, clip);
