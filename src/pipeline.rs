@@ -135,6 +135,75 @@ impl Pipeline {
         }
     }
 
+    /// The image settings (geometry, classes), if the model draws images.
+    pub fn image_config(&self) -> Option<ImageModelConfig> {
+        match &self.model {
+            Loaded::Image(_, config) => Some(config.clone()),
+            Loaded::Multi(_, config) => config.image.as_ref().map(|i| i.with_core(&config.core)),
+            _ => None,
+        }
+    }
+
+    /// The audio settings (codec, statistics, classes), if the model speaks.
+    pub fn audio_config(&self) -> Option<AudioModelConfig> {
+        match &self.model {
+            Loaded::Audio(_, config) => Some(config.clone()),
+            Loaded::Multi(_, config) => config.audio.as_ref().map(|a| a.with_core(&config.core)),
+            _ => None,
+        }
+    }
+
+    /// The condition for a text prompt ("a handwritten seven"); joint models only.
+    pub fn prompt(&self, text: &str) -> Result<Condition> {
+        match &self.model {
+            Loaded::Multi(multi, _) => multi::prompt_condition(&multi.1, text),
+            _ => Err(self.no_prompts()),
+        }
+    }
+
+    fn no_prompts(&self) -> Error {
+        Error::Input(format!(
+            "{} takes class labels, not prompts; prompts need a joint model (aigc pretrain multi)",
+            self.dir.display()
+        ))
+    }
+
+    /// One image per condition, as `[C, H, W]` pixels in `[-1, 1]`.
+    pub fn image_pixels(
+        &self,
+        conditions: &[Condition],
+        options: &FlowGenerateOptions,
+    ) -> Result<Vec<Vec<f32>>> {
+        match &self.model {
+            Loaded::Image(model, config) => {
+                let labels = self.labels_of(conditions)?;
+                generate_images(model, &config.image, &labels, options)
+            }
+            Loaded::Multi(multi, config) if config.image.is_some() => {
+                multi::generate_images(&multi.0, config, conditions, options)
+            }
+            _ => Err(self.not_a(Modality::Image)),
+        }
+    }
+
+    /// One clip per condition, as mono samples at the model's rate.
+    pub fn clip_samples(
+        &self,
+        conditions: &[Condition],
+        options: &FlowGenerateOptions,
+    ) -> Result<Vec<Vec<f32>>> {
+        match &self.model {
+            Loaded::Audio(model, config) => {
+                let labels = self.labels_of(conditions)?;
+                generate_clips(model, config, &labels, options)
+            }
+            Loaded::Multi(multi, config) if config.audio.is_some() => {
+                multi::generate_clips(&multi.0, config, conditions, options)
+            }
+            _ => Err(self.not_a(Modality::Audio)),
+        }
+    }
+
     /// One image per entry of `labels` (a class id, or `None` for unconditional samples):
     /// [`DynamicImage::ImageLuma8`] for grayscale models, [`DynamicImage::ImageRgb8`] for
     /// colour ones.
@@ -143,14 +212,7 @@ impl Pipeline {
         labels: &[Option<usize>],
         options: &FlowGenerateOptions,
     ) -> Result<Vec<DynamicImage>> {
-        match &self.model {
-            Loaded::Image(model, config) => {
-                let images = generate_images(model, &config.image, labels, options)?;
-                Ok(to_images(&images, &config.image))
-            }
-            Loaded::Multi(..) => self.generate_image_with(&label_conditions(labels), options),
-            _ => Err(self.not_a(Modality::Image)),
-        }
+        self.images(&label_conditions(labels), options)
     }
 
     /// One image per text prompt ("a handwritten seven"); joint models only.
@@ -159,25 +221,21 @@ impl Pipeline {
         prompts: &[&str],
         options: &FlowGenerateOptions,
     ) -> Result<Vec<DynamicImage>> {
-        let conditions = self.prompt_conditions(prompts)?;
-        self.generate_image_with(&conditions, options)
+        let conditions = prompts
+            .iter()
+            .map(|p| self.prompt(p))
+            .collect::<Result<Vec<_>>>()?;
+        self.images(&conditions, options)
     }
 
-    fn generate_image_with(
+    fn images(
         &self,
         conditions: &[Condition],
         options: &FlowGenerateOptions,
     ) -> Result<Vec<DynamicImage>> {
-        let Loaded::Multi(multi, config) = &self.model else {
-            return Err(self.not_a(Modality::Image));
-        };
-        let shape = config
-            .image
-            .as_ref()
-            .ok_or_else(|| self.not_a(Modality::Image))?
-            .image;
-        let images = multi::generate_images(&multi.0, config, conditions, options)?;
-        Ok(to_images(&images, &shape))
+        let pixels = self.image_pixels(conditions, options)?;
+        let shape = self.image_config().expect("the model draws images").image;
+        Ok(to_images(&pixels, &shape))
     }
 
     /// One clip per entry of `labels` (a class id, or `None` for unconditional samples).
@@ -186,14 +244,7 @@ impl Pipeline {
         labels: &[Option<usize>],
         options: &FlowGenerateOptions,
     ) -> Result<Vec<Clip>> {
-        match &self.model {
-            Loaded::Audio(model, config) => {
-                let clips = generate_clips(model, config, labels, options)?;
-                Ok(to_clips(clips, config.format.sample_rate))
-            }
-            Loaded::Multi(..) => self.generate_audio_with(&label_conditions(labels), options),
-            _ => Err(self.not_a(Modality::Audio)),
-        }
+        self.clips(&label_conditions(labels), options)
     }
 
     /// One clip per text prompt ("say four"); joint models only.
@@ -202,36 +253,32 @@ impl Pipeline {
         prompts: &[&str],
         options: &FlowGenerateOptions,
     ) -> Result<Vec<Clip>> {
-        let conditions = self.prompt_conditions(prompts)?;
-        self.generate_audio_with(&conditions, options)
-    }
-
-    fn generate_audio_with(
-        &self,
-        conditions: &[Condition],
-        options: &FlowGenerateOptions,
-    ) -> Result<Vec<Clip>> {
-        let Loaded::Multi(multi, config) = &self.model else {
-            return Err(self.not_a(Modality::Audio));
-        };
-        let audio = config
-            .audio
-            .as_ref()
-            .ok_or_else(|| self.not_a(Modality::Audio))?;
-        let clips = multi::generate_clips(&multi.0, config, conditions, options)?;
-        Ok(to_clips(clips, audio.format.sample_rate))
-    }
-
-    fn prompt_conditions(&self, prompts: &[&str]) -> Result<Vec<Condition>> {
-        let Loaded::Multi(multi, _) = &self.model else {
-            return Err(Error::Input(format!(
-                "{} takes class labels, not prompts; prompts need a joint model (aigc pretrain multi)",
-                self.dir.display()
-            )));
-        };
-        prompts
+        let conditions = prompts
             .iter()
-            .map(|p| multi::prompt_condition(&multi.1, p))
+            .map(|p| self.prompt(p))
+            .collect::<Result<Vec<_>>>()?;
+        self.clips(&conditions, options)
+    }
+
+    fn clips(&self, conditions: &[Condition], options: &FlowGenerateOptions) -> Result<Vec<Clip>> {
+        let samples = self.clip_samples(conditions, options)?;
+        let rate = self
+            .audio_config()
+            .expect("the model speaks")
+            .format
+            .sample_rate;
+        Ok(to_clips(samples, rate))
+    }
+
+    /// The labels of label-only conditions (what a single-modality model understands).
+    fn labels_of(&self, conditions: &[Condition]) -> Result<Vec<Option<usize>>> {
+        conditions
+            .iter()
+            .map(|c| match c {
+                Condition::Label(l) => Ok(Some(*l)),
+                Condition::Unconditional => Ok(None),
+                Condition::Prompt(_) => Err(self.no_prompts()),
+            })
             .collect()
     }
 

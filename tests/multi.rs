@@ -94,7 +94,7 @@ fn one_core_trains_on_three_modalities_and_follows_prompts() {
         "generate", "image", "--prompt", "a seven", "--out", samples_s,
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("--prompt needs a joint model"), "{err}");
+    assert!(err.contains("takes class labels, not prompts"), "{err}");
 
     // a single-modality model takes labels, not prompts
     let mnist = Pipeline::load(common::root().join("models/image-mnist")).unwrap();

@@ -7,13 +7,13 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use aigc::checkpoint::{self, ModelConfig};
-use aigc::modality::audio::{generate_clips, log_mel_picture, mel_shape, write_wav};
+use aigc::modality::audio::{log_mel_picture, mel_shape, write_wav};
 use aigc::modality::continuous::FlowGenerateOptions;
-use aigc::modality::image::{generate_images, grid, write_png};
-use aigc::modality::multi::{self, Condition};
-use aigc::modality::text::{generate, GenerateOptions, TextTokenizer};
+use aigc::modality::image::{grid, write_png};
+use aigc::modality::multi::Condition;
+use aigc::modality::text::GenerateOptions;
 use aigc::sample::SamplingConfig;
+use aigc::Pipeline;
 
 #[derive(Subcommand, Debug)]
 pub enum GenerateCommand {
@@ -105,22 +105,12 @@ impl FlowArgs {
         })
     }
 
-    /// The labels for a single-modality model, which reads no prompts.
-    fn labels_only(&self, n_classes: usize) -> anyhow::Result<Vec<Option<usize>>> {
-        if self.prompt.is_some() {
-            anyhow::bail!(
-                "--prompt needs a joint model (aigc pretrain multi); this model takes --label"
-            );
-        }
-        self.labels(n_classes)
-    }
-
-    /// A joint model's conditions (the prompt, or the labels) and the samples' file names
-    /// (`prompt_<index>`, or `<label>_<index>`).
+    /// The conditions to draw (the prompt `--count` times, or the labels) and the samples'
+    /// file names (`prompt_<index>`, or `<label>_<index>`).
     fn conditions(
         &self,
         n_classes: usize,
-        tokenizer: &TextTokenizer,
+        pipeline: &Pipeline,
     ) -> anyhow::Result<(Vec<Condition>, Vec<String>)> {
         let labels = self.labels(n_classes)?;
         let Some(prompt) = &self.prompt else {
@@ -130,9 +120,18 @@ impl FlowArgs {
                 .collect();
             return Ok((conditions, sample_names(&labels)));
         };
-        let condition = multi::prompt_condition(tokenizer, prompt)?;
+        let condition = pipeline.prompt(prompt)?;
         let names = (0..self.count).map(|i| format!("prompt_{i}")).collect();
         Ok((vec![condition; self.count], names))
+    }
+
+    /// The pipeline of `--model` (or the shipped model `shipped`).
+    fn pipeline(&self, shipped: &str) -> anyhow::Result<Pipeline> {
+        let dir = self
+            .model
+            .clone()
+            .unwrap_or_else(|| super::shipped(shipped));
+        Pipeline::load(&dir).with_context(|| format!("loading the model from {}", dir.display()))
     }
 
     /// The folder to write into, created if needed.
@@ -220,15 +219,8 @@ fn text(args: TextArgs) -> anyhow::Result<()> {
         .model
         .unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_MODEL));
     let started = Instant::now();
-    let device = aigc::default_device();
-    let loaded = match checkpoint::load_config(&dir)?.model {
-        ModelConfig::Multi(_) => {
-            checkpoint::load_multi(&dir, &device).map(|(m, t, _)| (m.text(), t))
-        }
-        _ => checkpoint::load_text(&dir, &device).map(|(m, t, _)| (m, t)),
-    };
-    let (model, tokenizer) =
-        loaded.with_context(|| format!("loading the model from {}", dir.display()))?;
+    let pipeline = Pipeline::load(&dir)
+        .with_context(|| format!("loading the model from {}", dir.display()))?;
     let load_s = started.elapsed().as_secs_f64();
     let options = GenerateOptions {
         max_tokens: args.max_tokens,
@@ -245,7 +237,7 @@ fn text(args: TextArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     write!(stdout, "{}", args.prompt)?;
     let started = Instant::now();
-    let out = generate(&model, &tokenizer, &args.prompt, &options, |piece| {
+    let out = pipeline.generate_text(&args.prompt, &options, |piece| {
         let _ = write!(stdout, "{piece}");
         let _ = stdout.flush();
     })?;
@@ -267,36 +259,15 @@ const MAX_SAMPLES: usize = 10_000;
 
 fn image(args: ImageArgs) -> anyhow::Result<()> {
     let flow = &args.flow;
-    let dir = flow
-        .model
-        .clone()
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_MODEL));
-    let device = aigc::default_device();
+    let pipeline = flow.pipeline(super::SHIPPED_IMAGE_MODEL)?;
+    let config = pipeline
+        .image_config()
+        .context("this model draws no images")?;
+    let shape = config.image;
+    let (conditions, names) = flow.conditions(config.n_classes, &pipeline)?;
     let options = flow.sampling.options(FlowGenerateOptions::image());
-    let config = checkpoint::load_config(&dir)?;
     let started = Instant::now();
-    let (images, names, shape) = match &config.model {
-        ModelConfig::Multi(multi_config) => {
-            let part = multi_config
-                .image
-                .as_ref()
-                .context("this joint model draws no images")?;
-            let (model, tokenizer, _) = checkpoint::load_multi(&dir, &device)?;
-            let (conditions, names) = flow.conditions(part.n_classes, &tokenizer)?;
-            let images = multi::generate_images(&model, multi_config, &conditions, &options)?;
-            (images, names, part.image)
-        }
-        _ => {
-            let (model, _) = checkpoint::load_image(&dir, &device)
-                .with_context(|| format!("loading the model from {}", dir.display()))?;
-            let ModelConfig::Image(model_config) = &config.model else {
-                unreachable!("load_image returns image models")
-            };
-            let labels = flow.labels_only(model_config.n_classes)?;
-            let images = generate_images(&model, &model_config.image, &labels, &options)?;
-            (images, sample_names(&labels), model_config.image)
-        }
-    };
+    let images = pipeline.image_pixels(&conditions, &options)?;
     let secs = started.elapsed().as_secs_f64();
     let out = flow.out_dir()?;
     for (img, name) in images.iter().zip(&names) {
@@ -319,36 +290,13 @@ fn image(args: ImageArgs) -> anyhow::Result<()> {
 
 fn audio(args: AudioArgs) -> anyhow::Result<()> {
     let flow = &args.flow;
-    let dir = flow
-        .model
-        .clone()
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_MODEL));
-    let device = aigc::default_device();
+    let pipeline = flow.pipeline(super::SHIPPED_AUDIO_MODEL)?;
+    let config = pipeline.audio_config().context("this model has no audio")?;
+    let format = config.format;
+    let (conditions, names) = flow.conditions(config.n_classes, &pipeline)?;
     let options = flow.sampling.options(FlowGenerateOptions::audio());
-    let config = checkpoint::load_config(&dir)?;
     let started = Instant::now();
-    let (clips, names, format) = match &config.model {
-        ModelConfig::Multi(multi_config) => {
-            let part = multi_config
-                .audio
-                .as_ref()
-                .context("this joint model has no audio")?;
-            let (model, tokenizer, _) = checkpoint::load_multi(&dir, &device)?;
-            let (conditions, names) = flow.conditions(part.n_classes, &tokenizer)?;
-            let clips = multi::generate_clips(&model, multi_config, &conditions, &options)?;
-            (clips, names, part.format.clone())
-        }
-        _ => {
-            let (model, _) = checkpoint::load_audio(&dir, &device)
-                .with_context(|| format!("loading the model from {}", dir.display()))?;
-            let ModelConfig::Audio(model_config) = &config.model else {
-                unreachable!("load_audio returns audio models")
-            };
-            let labels = flow.labels_only(model_config.n_classes)?;
-            let clips = generate_clips(&model, model_config, &labels, &options)?;
-            (clips, sample_names(&labels), model_config.format.clone())
-        }
-    };
+    let clips = pipeline.clip_samples(&conditions, &options)?;
     let secs = started.elapsed().as_secs_f64();
     let out = flow.out_dir()?;
     let format = &format;
