@@ -153,6 +153,11 @@ impl Pipeline {
         }
     }
 
+    /// Whether the model reads text prompts as conditions (a joint model).
+    pub fn reads_prompts(&self) -> bool {
+        matches!(self.model, Loaded::Multi(..))
+    }
+
     /// The condition for a text prompt ("a handwritten seven"); joint models only.
     pub fn prompt(&self, text: &str) -> Result<Condition> {
         match &self.model {

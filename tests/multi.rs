@@ -96,6 +96,34 @@ fn one_core_trains_on_three_modalities_and_follows_prompts() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("takes class labels, not prompts"), "{err}");
 
+    // eval: label-conditioned scores, then prompted ones (training and held-out phrasings)
+    let judge = dir.path().join("judge");
+    let o = aigc(&[
+        "eval",
+        "image",
+        "--model",
+        model,
+        "--data",
+        images.to_str().unwrap(),
+        "--classifier",
+        judge.to_str().unwrap(),
+        "--per-class",
+        "2",
+        "--steps",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("images from held-out phrasings: count=6"),
+        "{stdout}"
+    );
+    let last = stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("accuracy=") && last.contains(" prompt_accuracy="),
+        "{last}"
+    );
+
     // a single-modality model takes labels, not prompts
     let mnist = Pipeline::load(common::root().join("models/image-mnist")).unwrap();
     let err = mnist

@@ -272,6 +272,15 @@ pub fn load_text(
     Ok((model, tokenizer, config))
 }
 
+/// The text model of a text or joint checkpoint in `dir` (a joint model's shares its core),
+/// with its tokenizer.
+pub fn load_any_text(dir: &Path, device: &Device) -> Result<(TextModel, TextTokenizer)> {
+    match load_config(dir)?.model {
+        ModelConfig::Multi(_) => load_multi(dir, device).map(|(m, t, _)| (m.text(), t)),
+        _ => load_text(dir, device).map(|(m, t, _)| (m, t)),
+    }
+}
+
 /// The `tokenizer.json` in `dir`, which must have exactly `vocab_size` tokens.
 fn load_tokenizer_for(dir: &Path, vocab_size: usize) -> Result<TextTokenizer> {
     verify(&dir.join(TOKENIZER_FILE))?;

@@ -8,14 +8,18 @@ use anyhow::Context;
 use clap::Args;
 
 use aigc::checkpoint::{self, ModelConfig};
-use aigc::modality::audio::{decode_all, encode, generate_clips, mel_shape, AudioDataset};
+use aigc::modality::audio::{decode_all, encode, mel_shape, AudioDataset};
 use aigc::modality::continuous::FlowGenerateOptions;
-use aigc::modality::image::{generate_images, ImageDataset, ImageShape};
+use aigc::modality::image::{ImageDataset, ImageShape};
 use aigc::modality::judge::{
     reference_features, score, Classifier, JudgeData, JudgeScore, Pictures,
 };
+use aigc::modality::multi::prompts::prompts;
+use aigc::modality::multi::Condition;
+use aigc::modality::Modality;
 use aigc::modality::Split;
 use aigc::train::{classifier_recipe, pretrain_classifier, Start};
+use aigc::Pipeline;
 
 use super::generate::SamplingArgs;
 
@@ -86,6 +90,45 @@ fn load_or_train_judge(
     Ok(judge)
 }
 
+/// A joint model's samples for captions of each wanted label: `labels[i]`'s class name in
+/// the training phrasings, or in the held-out ones, cycling through the phrasings.
+fn prompt_conditions(
+    pipeline: &Pipeline,
+    modality: Modality,
+    classes: &[String],
+    labels: &[usize],
+    held_out: bool,
+) -> anyhow::Result<Vec<Condition>> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            let texts = prompts(modality, &classes[l], held_out);
+            Ok(pipeline.prompt(&texts[i % texts.len()])?)
+        })
+        .collect()
+}
+
+/// The last line, `accuracy=<x> frechet=<y>`, with a joint model's prompted scores after it
+/// (`prompt_accuracy` is with held-out phrasings).
+fn print_last_line(labelled: &JudgeScore, prompted: Option<&(JudgeScore, JudgeScore)>, what: &str) {
+    let mut line = format!(
+        "accuracy={:.4} frechet={:.3}",
+        labelled.accuracy, labelled.frechet
+    );
+    if let Some((seen, held_out)) = prompted {
+        print_score(&format!("{what} from training phrasings:"), seen);
+        print_score(&format!("{what} from held-out phrasings:"), held_out);
+        line += &format!(
+            " prompt_accuracy={:.4} prompt_frechet={:.3} prompt_ratio={:.3}",
+            held_out.accuracy,
+            held_out.frechet,
+            held_out.accuracy / labelled.accuracy.max(f64::MIN_POSITIVE)
+        );
+    }
+    println!("{line}");
+}
+
 fn print_score(what: &str, score: &JudgeScore) {
     println!(
         "{what} count={} accuracy={:.4} frechet={:.3}",
@@ -103,13 +146,14 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
     let judge_dir = args
         .classifier
         .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_JUDGE));
-    let (model, config) = checkpoint::load_image(&dir, &aigc::default_device())
+    let pipeline = Pipeline::load(&dir)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
-    let ModelConfig::Image(image) = &config.model else {
-        unreachable!("load_image returns image models")
-    };
+    let image = &pipeline
+        .image_config()
+        .context("this model draws no images")?;
     let shape = image.image;
-    let test = ImageDataset::load(&data, Split::Test, shape)?.pictures();
+    let test_set = ImageDataset::load(&data, Split::Test, shape)?;
+    let test = test_set.pictures();
     let judge = load_or_train_judge(&judge_dir, shape, image.n_classes, 1.6, || {
         Ok(JudgeData {
             train: ImageDataset::load(&data, Split::Train, shape)?.pictures(),
@@ -128,15 +172,39 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
         .collect();
     let options = args.sampling.options(FlowGenerateOptions::image());
     let started = std::time::Instant::now();
-    let wanted: Vec<Option<usize>> = labels.iter().map(|&l| Some(l)).collect();
-    let generated = generate_images(&model, &shape, &wanted, &options)?;
+    let wanted: Vec<Condition> = labels.iter().map(|&l| Condition::Label(l)).collect();
+    let generated = pipeline.image_pixels(&wanted, &options)?;
     let images_per_s = generated.len() as f64 / started.elapsed().as_secs_f64();
     let generated = Pictures {
         shape,
         values: generated,
-        labels,
+        labels: labels.clone(),
     };
     let gen_score = score(&judge, &generated, &reference)?;
+    let prompted = |held_out| -> anyhow::Result<JudgeScore> {
+        let conditions = prompt_conditions(
+            &pipeline,
+            Modality::Image,
+            &test_set.classes,
+            &labels,
+            held_out,
+        )?;
+        let values = pipeline.image_pixels(&conditions, &options)?;
+        let labels = labels.clone();
+        Ok(score(
+            &judge,
+            &Pictures {
+                shape,
+                values,
+                labels,
+            },
+            &reference,
+        )?)
+    };
+    let prompt_scores = match pipeline.reads_prompts() {
+        true => Some((prompted(false)?, prompted(true)?)),
+        false => None,
+    };
 
     println!("model: {}", dir.display());
     println!(
@@ -150,10 +218,7 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
         "guidance={} steps={} temperature={} images_per_s={images_per_s:.1}",
         options.guidance, options.steps, options.temperature
     );
-    println!(
-        "accuracy={:.4} frechet={:.3}",
-        gen_score.accuracy, gen_score.frechet
-    );
+    print_last_line(&gen_score, prompt_scores.as_ref(), "images");
     Ok(())
 }
 
@@ -167,11 +232,9 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     let judge_dir = args
         .classifier
         .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_JUDGE));
-    let (model, config) = checkpoint::load_audio(&dir, &aigc::default_device())
+    let pipeline = Pipeline::load(&dir)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
-    let ModelConfig::Audio(audio) = &config.model else {
-        unreachable!("load_audio returns audio models")
-    };
+    let audio = &pipeline.audio_config().context("this model has no audio")?;
     let format = &audio.format;
     let train = AudioDataset::load(&data, Split::Train, format)?;
     let test = AudioDataset::load(&data, Split::Test, format)?;
@@ -204,15 +267,28 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
         .collect();
     let options = args.sampling.options(FlowGenerateOptions::audio());
     let started = std::time::Instant::now();
-    let wanted: Vec<Option<usize>> = labels.iter().map(|&l| Some(l)).collect();
-    let clips = generate_clips(&model, audio, &wanted, &options)?;
+    let wanted: Vec<Condition> = labels.iter().map(|&l| Condition::Label(l)).collect();
+    let clips = pipeline.clip_samples(&wanted, &options)?;
     let clips_per_s = clips.len() as f64 / started.elapsed().as_secs_f64();
     let generated = AudioDataset {
         classes: test.classes.clone(),
         clips,
-        labels,
+        labels: labels.clone(),
     };
     let gen_score = score(&judge, &generated.pictures(format), &reference)?;
+    let prompted = |held_out| -> anyhow::Result<JudgeScore> {
+        let conditions =
+            prompt_conditions(&pipeline, Modality::Audio, &test.classes, &labels, held_out)?;
+        let clips = AudioDataset {
+            clips: pipeline.clip_samples(&conditions, &options)?,
+            ..generated.clone()
+        };
+        Ok(score(&judge, &clips.pictures(format), &reference)?)
+    };
+    let prompt_scores = match pipeline.reads_prompts() {
+        true => Some((prompted(false)?, prompted(true)?)),
+        false => None,
+    };
 
     println!("model: {}", dir.display());
     println!(
@@ -232,10 +308,7 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
         "guidance={} steps={} temperature={} clips_per_s={clips_per_s:.1}",
         options.guidance, options.steps, options.temperature
     );
-    println!(
-        "accuracy={:.4} frechet={:.3}",
-        gen_score.accuracy, gen_score.frechet
-    );
+    print_last_line(&gen_score, prompt_scores.as_ref(), "clips");
     Ok(())
 }
 

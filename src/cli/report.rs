@@ -58,7 +58,7 @@ fn eval_text(args: EvalTextArgs) -> anyhow::Result<()> {
     let data = args
         .data
         .unwrap_or_else(|| super::shipped(super::SHIPPED_TEXT_DATA));
-    let (model, tokenizer, _) = checkpoint::load_text(&dir, &aigc::default_device())
+    let (model, tokenizer) = checkpoint::load_any_text(&dir, &aigc::default_device())
         .with_context(|| format!("loading the model from {}", dir.display()))?;
     let text = read_text(&data)?;
     let started = std::time::Instant::now();
