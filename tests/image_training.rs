@@ -140,5 +140,9 @@ fn cli_trains_and_writes_pngs_and_a_grid() {
     );
     assert!(judge.join("model.safetensors").is_file());
     let o = aigc(&["generate", "text", "--model", run.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not a text model"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is an image model; generating text needs a text model"),
+        "{err}"
+    );
 }
