@@ -15,7 +15,7 @@ use super::audio::AudioData;
 use super::image::{batch as image_batch, ImageData};
 use super::{evaluate, run_config, MetricsLog, Progress, Session, Start, TrainConfig, Trainable};
 use crate::checkpoint::{self, ModelConfig, TrainState};
-use crate::modality::multi::prompts::prompts;
+use crate::modality::multi::prompts::{encoded_prompts, prompts};
 use crate::modality::multi::{Condition, MultiModel, MultiModelConfig};
 use crate::modality::text::{read_text, split_text, Corpus, Split, TextTokenizer, TokenizerKind};
 use crate::modality::Modality;
@@ -101,21 +101,6 @@ pub struct MultiData {
     text: Option<Corpus>,
     image: Option<(ImageData, Vec<Vec<Vec<u32>>>)>,
     audio: Option<(AudioData, Vec<Vec<Vec<u32>>>)>,
-}
-
-/// Captions of every class of `classes` in the training phrasings, as token ids.
-fn captions(
-    tokenizer: &TextTokenizer,
-    modality: Modality,
-    classes: &[String],
-) -> Result<Vec<Vec<Vec<u32>>>> {
-    classes
-        .iter()
-        .map(|name| {
-            let texts = prompts(modality, name, false);
-            texts.iter().map(|t| tokenizer.encode(t)).collect()
-        })
-        .collect()
 }
 
 /// The conditions of a batch with these `labels`: nothing with probability `label_dropout`,
@@ -298,7 +283,7 @@ fn load_data(
     let image = match (&paths.image, &config.image) {
         (Some(path), Some(part)) => {
             let images = ImageData::load_splits(path, part.image, part.n_classes)?;
-            let captions = captions(tokenizer, Modality::Image, &images.train.classes)?;
+            let captions = encoded_prompts(tokenizer, Modality::Image, &images.train.classes)?;
             Some((images, captions))
         }
         _ => None,
@@ -307,7 +292,7 @@ fn load_data(
         (Some(path), Some(part)) => {
             let clips =
                 AudioData::load_splits(path, &part.with_core(&config.core), train.batch_size)?;
-            let captions = captions(tokenizer, Modality::Audio, &clips.classes)?;
+            let captions = encoded_prompts(tokenizer, Modality::Audio, &clips.classes)?;
             Some((clips, captions))
         }
         _ => None,

@@ -3,7 +3,9 @@
 //! has several phrasings for training and others held out, so evaluation can ask whether
 //! the model follows wordings it never saw.
 
+use crate::modality::text::TextTokenizer;
 use crate::modality::Modality;
+use crate::Result;
 
 /// Phrasings seen in training; `{}` stands for the class name.
 fn train_phrasings(modality: Modality) -> &'static [&'static str] {
@@ -59,14 +61,19 @@ pub fn prompts(modality: Modality, name: &str, held_out: bool) -> Vec<String> {
     phrasings.iter().map(|p| p.replace("{}", &word)).collect()
 }
 
-/// The longest prompt (in characters) any class of `names` gets in `modality`.
-pub fn longest_prompt(modality: Modality, names: &[String]) -> usize {
-    names
+/// The training prompts of every class of `classes`, as token ids: `[class][phrasing]`.
+pub fn encoded_prompts(
+    tokenizer: &TextTokenizer,
+    modality: Modality,
+    classes: &[String],
+) -> Result<Vec<Vec<Vec<u32>>>> {
+    classes
         .iter()
-        .flat_map(|n| [prompts(modality, n, false), prompts(modality, n, true)].concat())
-        .map(|p| p.chars().count())
-        .max()
-        .unwrap_or(0)
+        .map(|name| {
+            let texts = prompts(modality, name, false);
+            texts.iter().map(|t| tokenizer.encode(t)).collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -83,10 +90,5 @@ mod tests {
             assert!(train.iter().chain(&held_out).all(|p| p.contains("seven")));
         }
         assert_eq!(prompts(Modality::Audio, "cat", false)[0], "say cat");
-        let names: Vec<String> = (0..10).map(|d| d.to_string()).collect();
-        assert_eq!(
-            longest_prompt(Modality::Image, &names),
-            "write the number seven".len()
-        );
     }
 }
