@@ -80,6 +80,38 @@ fn is_one(n: &usize) -> bool {
     *n == 1
 }
 
+impl Default for TrainConfig {
+    /// AdamW (0.9, 0.99, weight decay 0.1) at lr 1e-3 cosine to 1e-5 after 100 warmup steps,
+    /// clipping at 1, 1,000 steps of 32 x 128 tokens, evaluation and checkpoints every 250
+    /// steps, seed 1337; no label dropout, no weight averaging, one device-shard per step, a
+    /// fresh model.
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 32,
+            seq_len: 128,
+            lr: 1e-3,
+            min_lr: 1e-5,
+            warmup_steps: 100,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            grad_clip: 1.0,
+            eval_every: 250,
+            eval_windows: 256,
+            checkpoint_every: 250,
+            seed: 1337,
+            label_dropout: 0.0,
+            ema_decay: None,
+            skip_nonfinite_steps: 0,
+            grad_accum: 1,
+            init: None,
+            core_from: None,
+            freeze_core: false,
+        }
+    }
+}
+
 impl TrainConfig {
     /// A few steps on tiny batches, for tests.
     pub fn tiny() -> Self {
@@ -90,21 +122,10 @@ impl TrainConfig {
             lr: 3e-3,
             min_lr: 3e-4,
             warmup_steps: 2,
-            weight_decay: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            grad_clip: 1.0,
             eval_every: 4,
             eval_windows: 8,
             checkpoint_every: 4,
-            seed: 1337,
-            label_dropout: 0.0,
-            ema_decay: None,
-            skip_nonfinite_steps: 0,
-            grad_accum: 1,
-            init: None,
-            core_from: None,
-            freeze_core: false,
+            ..Self::default()
         }
     }
 
