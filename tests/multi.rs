@@ -41,6 +41,15 @@ fn one_core_trains_on_three_modalities_and_follows_prompts() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(losses(&out).len(), 24);
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    for part in ["text", "image", "audio"] {
+        let loss = last["val_parts"][part].as_f64();
+        assert!(
+            loss.is_some_and(f64::is_finite),
+            "val_parts.{part} in {last}"
+        );
+    }
 
     let joint = Pipeline::load(&out).unwrap();
     let options = GenerateOptions {

@@ -1,5 +1,6 @@
 //! Training metrics, one JSON object per line in `metrics.jsonl` inside the run directory.
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ pub struct Metrics {
     pub val_loss: Option<f64>,
     /// Training tokens consumed so far.
     pub tokens_seen: u64,
+    /// The validation loss of each part, for models of several (a joint model's modalities).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub val_parts: BTreeMap<String, f64>,
 }
 
 /// The append-only metrics log of a run.

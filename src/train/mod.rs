@@ -107,6 +107,16 @@ pub trait Trainable: Module + Sized {
     /// Validation loss of this (inference-mode) model; lower is better.
     fn val_loss(&self, data: &Self::Data, train: &TrainConfig) -> Result<f64>;
 
+    /// The validation loss and, for a model of several parts, each part's (logged in
+    /// `metrics.jsonl` as `val_parts`); by default just [`Trainable::val_loss`].
+    fn val_losses(
+        &self,
+        data: &Self::Data,
+        train: &TrainConfig,
+    ) -> Result<(f64, std::collections::BTreeMap<String, f64>)> {
+        Ok((self.val_loss(data, train)?, Default::default()))
+    }
+
     /// Units (tokens, patches, frames) one training step consumes.
     fn units_per_step(train: &TrainConfig) -> usize;
 }

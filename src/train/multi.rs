@@ -3,6 +3,7 @@
 //! audio examples are conditioned on their label, on a caption built from it (one of the
 //! training phrasings in `modality::multi::prompts`), or on nothing (label dropout).
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -198,9 +199,17 @@ impl Trainable for MultiModel {
         }
     }
 
-    /// The mix-weighted mean of each modality's validation loss (label-conditioned), each
-    /// also logged.
+    /// The mix-weighted mean of each modality's validation loss (label-conditioned).
     fn val_loss(&self, data: &MultiData, train: &TrainConfig) -> Result<f64> {
+        Ok(self.val_losses(data, train)?.0)
+    }
+
+    /// The mix-weighted mean, and each modality's validation loss (label-conditioned).
+    fn val_losses(
+        &self,
+        data: &MultiData,
+        train: &TrainConfig,
+    ) -> Result<(f64, BTreeMap<String, f64>)> {
         let device = crate::default_device();
         let mix = self.mix();
         let mut parts = Vec::new();
@@ -251,11 +260,13 @@ impl Trainable for MultiModel {
             }
             parts.push((Modality::Audio, mix.audio, total / count.max(1) as f64));
         }
-        for (modality, _, loss) in &parts {
-            tracing::info!("val loss {modality}: {loss:.4}");
-        }
         let weight: f64 = parts.iter().map(|p| p.1).sum();
-        Ok(parts.iter().map(|p| p.1 * p.2).sum::<f64>() / weight.max(f64::MIN_POSITIVE))
+        let mean = parts.iter().map(|p| p.1 * p.2).sum::<f64>() / weight.max(f64::MIN_POSITIVE);
+        let each = parts
+            .iter()
+            .map(|(m, _, loss)| (m.to_string(), *loss))
+            .collect();
+        Ok((mean, each))
     }
 
     fn units_per_step(train: &TrainConfig) -> usize {

@@ -1,6 +1,7 @@
 //! A training run in progress ([`Session`]): weights, their moving average, the optimizer,
 //! progress, and the one step / fit loop every modality trains through.
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
@@ -181,11 +182,12 @@ impl<M: Trainable> Session<M> {
         Ok((value, times))
     }
 
-    /// Validation loss of the weights the checkpoint ships (the average, if any).
-    fn val_loss(&self, data: &M::Data) -> Result<f64> {
+    /// Validation loss (and its parts) of the weights the checkpoint ships (the average, if
+    /// any).
+    fn val_loss(&self, data: &M::Data) -> Result<(f64, BTreeMap<String, f64>)> {
         let _rng = lock_device_rng();
         self.devices[0].seed(self.train.seed ^ 0xe7a1); // the same noise at every evaluation
-        self.shipped().valid().val_loss(data, &self.train)
+        self.shipped().valid().val_losses(data, &self.train)
     }
 
     /// Trains until `train.steps` (or until `on_progress` breaks), calling `save` with the
@@ -209,9 +211,10 @@ impl<M: Trainable> Session<M> {
             let units_per_s = ((s - first_step) * M::units_per_step(&self.train)) as f64
                 / started.elapsed().as_secs_f64();
             let last = s == self.train.steps;
-            let val_loss = (s.is_multiple_of(self.train.eval_every) || last)
+            let val = (s.is_multiple_of(self.train.eval_every) || last)
                 .then(|| self.val_loss(data))
                 .transpose()?;
+            let (val_loss, val_parts) = val.map_or((None, BTreeMap::new()), |(v, p)| (Some(v), p));
             self.state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
             self.state.val_loss = val_loss.or(self.state.val_loss);
             let lr = self.lr(s - 1);
@@ -226,6 +229,7 @@ impl<M: Trainable> Session<M> {
                     tokens_per_s: units_per_s,
                     val_loss,
                     tokens_seen,
+                    val_parts,
                 })?;
             }
             let total_steps = self.train.steps;
