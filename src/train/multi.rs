@@ -308,6 +308,20 @@ fn load_data(
         }
         _ => None,
     };
+    let mix = config.mix;
+    let weighted = [
+        (text.is_some(), mix.text),
+        (image.is_some(), mix.image),
+        (audio.is_some(), mix.audio),
+    ];
+    if !weighted
+        .iter()
+        .any(|&(present, weight)| present && weight > 0.0)
+    {
+        return Err(Error::Config(format!(
+            "the mix {mix:?} gives no weight to the modalities the run has data for"
+        )));
+    }
     Ok(MultiData { text, image, audio })
 }
 
