@@ -131,8 +131,8 @@ fn print_last_line(labelled: &JudgeScore, prompted: Option<&(JudgeScore, JudgeSc
 
 fn print_score(what: &str, score: &JudgeScore) {
     println!(
-        "{what} count={} accuracy={:.4} frechet={:.3}",
-        score.count, score.accuracy, score.frechet
+        "{what} count={} accuracy={:.4} frechet={:.3} (means {:.1}, variance {:.1})",
+        score.count, score.accuracy, score.frechet, score.frechet_means, score.variance
     );
 }
 

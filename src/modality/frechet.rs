@@ -32,6 +32,17 @@ impl Gaussian {
         Ok(Self { mean, cov })
     }
 
+    /// The part of [`Gaussian::frechet_distance`] from the means alone, `|mu_a - mu_b|^2`:
+    /// a shift every sample shares (an artifact), as opposed to a difference in spread.
+    pub fn mean_distance(&self, other: &Gaussian) -> f64 {
+        (&self.mean - &other.mean).norm_squared()
+    }
+
+    /// The total variance, `trace(cov)`: how varied the samples are.
+    pub fn total_variance(&self) -> f64 {
+        self.cov.trace()
+    }
+
     /// The Fréchet distance (squared, as FID reports it) to `other`.
     pub fn frechet_distance(&self, other: &Gaussian) -> f64 {
         let diff = &self.mean - &other.mean;
@@ -80,6 +91,9 @@ mod tests {
         // Correlated covariances: symmetric in its arguments.
         let c = gaussian(&[1.0, 0.0], &[2.0, 0.8, 0.8, 1.0]);
         assert!((a.frechet_distance(&c) - c.frechet_distance(&a)).abs() < 1e-9);
+        // Its parts: the means alone, and each side's spread.
+        assert_eq!(a.mean_distance(&b), 9.0);
+        assert_eq!((a.total_variance(), b.total_variance()), (13.0, 2.0));
     }
 
     #[test]

@@ -16,6 +16,11 @@ pub struct JudgeScore {
     pub accuracy: f64,
     /// Fréchet distance of their features to the reference set's.
     pub frechet: f64,
+    /// The part of `frechet` from the feature means alone (a shift all samples share).
+    pub frechet_means: f64,
+    /// Total variance of their features (the reference's is [`Gaussian::total_variance`]):
+    /// below the real samples' means less varied samples.
+    pub variance: f64,
 }
 
 /// Predicted classes and feature rows (`[n, features]`, row-major) of `images`.
@@ -61,11 +66,13 @@ pub fn score(
         .zip(&pictures.labels)
         .filter(|(p, l)| p == l)
         .count();
-    let frechet = Gaussian::fit(&features, width)?.frechet_distance(reference);
+    let fitted = Gaussian::fit(&features, width)?;
     let count = pictures.values.len();
     Ok(JudgeScore {
         count,
         accuracy: correct as f64 / count.max(1) as f64,
-        frechet,
+        frechet: fitted.frechet_distance(reference),
+        frechet_means: fitted.mean_distance(reference),
+        variance: fitted.total_variance(),
     })
 }
