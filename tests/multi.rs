@@ -97,6 +97,12 @@ fn one_core_trains_on_three_modalities_and_follows_prompts() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(samples.join(file).is_file(), "{file}");
     }
+    let o = aigc(&["info", "--model", model]);
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        info.contains("modality: joint (text, image, audio)"),
+        "{info}"
+    );
     let o = aigc(&["generate", "text", "--model", model, "--max-tokens", "5"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = aigc(&[

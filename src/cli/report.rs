@@ -92,7 +92,18 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
         ModelConfig::Multi(_) => checkpoint::load_multi(&dir, &device)?.0.num_params(),
     };
     println!("checkpoint: {}", dir.display());
-    println!("modality: {}", config.model.modality());
+    match &config.model {
+        ModelConfig::Multi(m) => {
+            let parts = [
+                ("text", true),
+                ("image", m.image.is_some()),
+                ("audio", m.audio.is_some()),
+            ];
+            let names: Vec<&str> = parts.iter().filter(|p| p.1).map(|p| p.0).collect();
+            println!("modality: joint ({})", names.join(", "));
+        }
+        other => println!("modality: {}", other.modality()),
+    }
     println!("format_version: {}", config.format_version);
     println!("parameters: {parameters}");
     println!("model: {}", serde_json::to_string(&config.model)?);
