@@ -274,39 +274,67 @@ impl Trainable for MultiModel {
     }
 }
 
-/// Loads the data at `paths` for a model of `config`, reading captions with `tokenizer`.
+/// A joint run's images and clips, read once.
+struct Media {
+    images: Option<ImageData>,
+    clips: Option<AudioData>,
+}
+
+/// Reads the images and clips at `paths` for the parts of `config`. With `fit_stats` (a
+/// fresh run) the audio part's codec statistics are first fitted on the training clips and
+/// stored in `config`; otherwise the config's own are used.
+fn load_media(
+    paths: &MultiPaths,
+    config: &mut MultiModelConfig,
+    fit_stats: bool,
+    batch_size: usize,
+) -> Result<Media> {
+    let images = match (&paths.image, &config.image) {
+        (Some(path), Some(part)) => Some(ImageData::load_splits(path, part.image, part.n_classes)?),
+        _ => None,
+    };
+    let clips = match (&paths.audio, &mut config.audio) {
+        (Some(path), Some(part)) => {
+            let mut audio = part.with_core(&config.core);
+            let clips = match fit_stats {
+                true => AudioData::fit_splits(path, &mut audio, batch_size)?,
+                false => AudioData::load_splits(path, &audio, batch_size)?,
+            };
+            part.stats = audio.stats;
+            Some(clips)
+        }
+        _ => None,
+    };
+    Ok(Media { images, clips })
+}
+
+/// The run's data: `text` as a corpus, and `media` with each class's captions read with
+/// `tokenizer`; checks the mix trains at least one modality the run has data for.
 fn load_data(
     paths: &MultiPaths,
     config: &MultiModelConfig,
     tokenizer: &TextTokenizer,
     text: Option<&str>,
+    media: Media,
     train: &TrainConfig,
 ) -> Result<MultiData> {
-    let text = match text {
-        Some(text) => Some(Corpus::new(
-            text,
-            tokenizer,
-            train.seq_len,
-            paths.text.as_deref().unwrap_or(Path::new("")),
-        )?),
-        None => None,
+    let text = match (text, &paths.text) {
+        (Some(text), Some(path)) => Some(Corpus::new(text, tokenizer, train.seq_len, path)?),
+        _ => None,
     };
-    let image = match (&paths.image, &config.image) {
-        (Some(path), Some(part)) => {
-            let images = ImageData::load_splits(path, part.image, part.n_classes)?;
+    let image = match media.images {
+        Some(images) => {
             let captions = encoded_prompts(tokenizer, Modality::Image, &images.train.classes)?;
             Some((images, captions))
         }
-        _ => None,
+        None => None,
     };
-    let audio = match (&paths.audio, &config.audio) {
-        (Some(path), Some(part)) => {
-            let clips =
-                AudioData::load_splits(path, &part.with_core(&config.core), train.batch_size)?;
+    let audio = match media.clips {
+        Some(clips) => {
             let captions = encoded_prompts(tokenizer, Modality::Audio, &clips.classes)?;
             Some((clips, captions))
         }
-        _ => None,
+        None => None,
     };
     let mix = config.mix;
     let weighted = [
@@ -341,35 +369,31 @@ pub fn pretrain_multi(
     }
     let device = crate::default_device().autodiff();
     let text = paths.text.as_deref().map(read_text).transpose()?;
-    let (mut session, tokenizer, config) = match start {
+    let (mut session, tokenizer, config, media) = match start {
         Start::Fresh(recipe) => {
-            let (model, tokenizer) = fresh_config(recipe, paths, text.as_deref())?;
+            recipe.train.validate()?;
+            let mut model = recipe.model.clone();
+            let media = load_media(paths, &mut model, true, recipe.train.batch_size)?;
+            let tokenizer = fit_tokenizer(recipe.tokenizer, &mut model, &media, text.as_deref())?;
             let session = Session::fresh(&recipe.train, device, |d| model.init(d))?;
-            (
-                session,
-                tokenizer,
-                run_config(ModelConfig::Multi(model), &recipe.train),
-            )
+            let config = run_config(ModelConfig::Multi(model), &recipe.train);
+            (session, tokenizer, config, media)
         }
         Start::Resume => {
             let (model, tokenizer, config) = checkpoint::load_multi(out, &device)?;
-            (
-                Session::resumed(out, model, config.train.clone(), device)?,
-                tokenizer,
-                config,
-            )
+            let session = Session::resumed(out, model, config.train.clone(), device)?;
+            let ModelConfig::Multi(mut model_config) = config.model.clone() else {
+                unreachable!("load_multi returns joint models")
+            };
+            let media = load_media(paths, &mut model_config, false, session.train.batch_size)?;
+            (session, tokenizer, config, media)
         }
     };
     let ModelConfig::Multi(model_config) = &config.model else {
         unreachable!("built or loaded as a joint model above")
     };
-    let data = load_data(
-        paths,
-        model_config,
-        &tokenizer,
-        text.as_deref(),
-        &session.train,
-    )?;
+    let text = text.as_deref();
+    let data = load_data(paths, model_config, &tokenizer, text, media, &session.train)?;
     let save = |s: &Session<MultiModel>, metrics: &MetricsLog| {
         s.save(out, &config, Some(&tokenizer), metrics)
     };
@@ -377,31 +401,27 @@ pub fn pretrain_multi(
     Ok(session.state)
 }
 
-/// The recipe's model with the sizes only the data can tell, and the tokenizer.
-fn fresh_config(
-    recipe: &MultiRecipe,
-    paths: &MultiPaths,
+/// The tokenizer of a fresh run, built from the text's training split and every caption of
+/// the classes in `media`; sets `model`'s vocabulary size and its prompt slot (the longest
+/// caption), then checks the model.
+fn fit_tokenizer(
+    kind: TokenizerKind,
+    model: &mut MultiModelConfig,
+    media: &Media,
     text: Option<&str>,
-) -> Result<(MultiModelConfig, TextTokenizer)> {
-    recipe.train.validate()?;
-    let mut model = recipe.model.clone();
-    let mut classes = Vec::new();
-    if let (Some(path), Some(part)) = (&paths.image, &model.image) {
-        let images = ImageData::load_splits(path, part.image, part.n_classes)?;
-        classes.push((Modality::Image, images.train.classes.clone()));
-    }
-    if let (Some(path), Some(part)) = (&paths.audio, &mut model.audio) {
-        let mut audio = part.with_core(&model.core);
-        let clips = AudioData::fit_splits(path, &mut audio, recipe.train.batch_size)?;
-        part.stats = audio.stats;
-        classes.push((Modality::Audio, clips.classes.clone()));
-    }
-    let all_captions: Vec<String> = classes
-        .iter()
+) -> Result<TextTokenizer> {
+    let image_classes = media
+        .images
+        .as_ref()
+        .map(|i| (Modality::Image, &i.train.classes));
+    let audio_classes = media.clips.as_ref().map(|c| (Modality::Audio, &c.classes));
+    let all_captions: Vec<String> = image_classes
+        .into_iter()
+        .chain(audio_classes)
         .flat_map(|(m, names)| {
             names
                 .iter()
-                .flat_map(|n| [prompts(*m, n, false), prompts(*m, n, true)].concat())
+                .flat_map(move |n| [prompts(m, n, false), prompts(m, n, true)].concat())
         })
         .collect();
     let corpus = format!(
@@ -409,7 +429,7 @@ fn fresh_config(
         text.map_or("", |t| split_text(t).0),
         all_captions.join("\n")
     );
-    let tokenizer = TextTokenizer::build(recipe.tokenizer, &corpus)?;
+    let tokenizer = TextTokenizer::build(kind, &corpus)?;
     model.vocab_size = tokenizer.vocab_size();
     model.prompt_len = all_captions
         .iter()
@@ -419,5 +439,5 @@ fn fresh_config(
         .max()
         .unwrap_or(1);
     model.validate()?;
-    Ok((model, tokenizer))
+    Ok(tokenizer)
 }
