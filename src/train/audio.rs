@@ -25,7 +25,7 @@ pub struct AudioUnits {
     clips: Vec<Vec<f32>>,
     labels: Vec<usize>,
     /// Clip indices sorted by length, cut into groups of about four batches.
-    pub(super) buckets: Vec<Vec<usize>>,
+    buckets: Vec<Vec<usize>>,
     unit_dim: usize,
 }
 
@@ -72,6 +72,22 @@ impl AudioUnits {
         (0..batch_size)
             .map(|_| bucket[rng.random_range(0..bucket.len())])
             .collect()
+    }
+
+    /// The clips a validation pass scores, as batches: each bucket's leading clips, at most
+    /// `limit` clips in all.
+    pub(super) fn eval_batches(&self, limit: usize) -> Vec<&[usize]> {
+        let mut left = limit;
+        let mut batches = Vec::new();
+        for bucket in &self.buckets {
+            let take = bucket.len().min(left);
+            if take == 0 {
+                break;
+            }
+            batches.push(&bucket[..take]);
+            left -= take;
+        }
+        batches
     }
 
     /// The label of clip `i`.
@@ -188,14 +204,11 @@ impl Trainable for AudioModel {
     fn val_loss(&self, data: &AudioData, train: &TrainConfig) -> Result<f64> {
         let device = crate::default_device();
         let (mut total, mut count) = (0.0, 0);
-        for bucket in data.test.buckets.iter() {
-            let take = bucket.len().min(train.eval_windows.saturating_sub(count));
-            if take == 0 {
-                break;
-            }
-            let (x, lengths, labels) = data.test.batch(&bucket[..take], |_| None, &device);
-            total += self.loss(x, &lengths, labels).into_scalar::<f32>() as f64 * take as f64;
-            count += take;
+        for batch in data.test.eval_batches(train.eval_windows) {
+            let (x, lengths, labels) = data.test.batch(batch, |_| None, &device);
+            total +=
+                self.loss(x, &lengths, labels).into_scalar::<f32>() as f64 * batch.len() as f64;
+            count += batch.len();
         }
         Ok(total / count.max(1) as f64)
     }

@@ -241,12 +241,7 @@ impl Trainable for MultiModel {
         }
         if let Some((clips, _)) = &data.audio {
             let (mut total, mut count) = (0.0, 0);
-            for bucket in clips.test.buckets.iter() {
-                let take = bucket.len().min(train.eval_windows.saturating_sub(count));
-                if take == 0 {
-                    break;
-                }
-                let chunk = &bucket[..take];
+            for chunk in clips.test.eval_batches(train.eval_windows) {
                 let (units, lengths, _) = clips.test.batch(chunk, |_| None, &device);
                 let conds: Vec<Condition> = chunk
                     .iter()
@@ -255,8 +250,8 @@ impl Trainable for MultiModel {
                 total += self
                     .audio_loss(units, &lengths, &conds)?
                     .into_scalar::<f32>() as f64
-                    * take as f64;
-                count += take;
+                    * chunk.len() as f64;
+                count += chunk.len();
             }
             parts.push((Modality::Audio, mix.audio, total / count.max(1) as f64));
         }
