@@ -12,12 +12,12 @@
 
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, GrayImage, RgbImage};
+use image::DynamicImage;
 
 use crate::checkpoint::{self, ModelConfig};
 use crate::modality::audio::{generate_clips, AudioModel, AudioModelConfig};
 use crate::modality::continuous::FlowGenerateOptions;
-use crate::modality::image::{generate_images, to_bytes, ImageModel, ImageModelConfig, ImageShape};
+use crate::modality::image::{generate_images, to_image, ImageModel, ImageModelConfig, ImageShape};
 use crate::modality::multi::{self, Condition, MultiModel, MultiModelConfig};
 use crate::modality::text::{generate, GenerateOptions, Generation, TextModel, TextTokenizer};
 use crate::modality::Modality;
@@ -46,17 +46,9 @@ fn label_conditions(labels: &[Option<usize>]) -> Vec<Condition> {
 
 /// 8-bit images of `[C, H, W]` pixels in `[-1, 1]`.
 fn to_images(images: &[Vec<f32>], shape: &ImageShape) -> Vec<DynamicImage> {
-    let (w, h) = (shape.width as u32, shape.height as u32);
     images
         .iter()
-        .map(|pixels| {
-            let bytes = to_bytes(pixels, shape);
-            let image = match shape.channels {
-                1 => GrayImage::from_raw(w, h, bytes).map(DynamicImage::ImageLuma8),
-                _ => RgbImage::from_raw(w, h, bytes).map(DynamicImage::ImageRgb8),
-            };
-            image.expect("the buffer matches the model's image shape")
-        })
+        .map(|pixels| to_image(pixels, shape))
         .collect()
 }
 

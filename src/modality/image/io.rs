@@ -72,21 +72,24 @@ pub fn to_bytes(pixels: &[f32], shape: &ImageShape) -> Vec<u8> {
         .collect()
 }
 
-/// Writes one image as PNG.
-pub fn write_png(path: &Path, pixels: &[f32], shape: &ImageShape) -> Result<()> {
+/// One `[C, H, W]` image of floats in `[-1, 1]` as an 8-bit image: grayscale for one
+/// channel, RGB otherwise.
+pub fn to_image(pixels: &[f32], shape: &ImageShape) -> DynamicImage {
     let (w, h) = (shape.width as u32, shape.height as u32);
     let bytes = to_bytes(pixels, shape);
-    let result = if shape.channels == 1 {
-        GrayImage::from_raw(w, h, bytes).map(|i| i.save(path))
-    } else {
-        RgbImage::from_raw(w, h, bytes).map(|i| i.save(path))
+    let image = match shape.channels {
+        1 => GrayImage::from_raw(w, h, bytes).map(DynamicImage::ImageLuma8),
+        _ => RgbImage::from_raw(w, h, bytes).map(DynamicImage::ImageRgb8),
     };
-    result
-        .expect("buffer size matches the shape")
-        .map_err(|e| Error::Data {
-            path: path.to_path_buf(),
-            message: format!("cannot write PNG: {e}"),
-        })
+    image.expect("the buffer matches the shape")
+}
+
+/// Writes one image as PNG.
+pub fn write_png(path: &Path, pixels: &[f32], shape: &ImageShape) -> Result<()> {
+    to_image(pixels, shape).save(path).map_err(|e| Error::Data {
+        path: path.to_path_buf(),
+        message: format!("cannot write PNG: {e}"),
+    })
 }
 
 /// Tiles `images` (each `[C, H, W]`) into a grid `columns` wide with a 2-pixel border.

@@ -11,7 +11,7 @@ mod patch;
 pub use dataset::ImageDataset;
 pub use generate::generate_images;
 pub use idx::{parse_idx, read_idx, IdxArray};
-pub use io::{grid, read_image, to_bytes, write_png};
+pub use io::{grid, read_image, to_bytes, to_image, write_png};
 pub(crate) use model::ImageParts;
 pub use model::{ImageModel, ImageModelConfig};
 pub use patch::ImageShape;
