@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
 
-use crate::checkpoint::{self, ModelConfig};
+use crate::checkpoint::{self, with_article, ModelConfig};
 use crate::modality::audio::{generate_clips, AudioModel, AudioModelConfig};
 use crate::modality::continuous::FlowGenerateOptions;
 use crate::modality::image::{generate_images, to_image, ImageModel, ImageModelConfig, ImageShape};
@@ -127,22 +127,26 @@ impl Pipeline {
         }
     }
 
-    /// The image settings (geometry, classes), if the model draws images.
-    pub fn image_config(&self) -> Option<ImageModelConfig> {
-        match &self.model {
+    /// The image settings (geometry, classes); an error naming the model's modality if it
+    /// draws no images.
+    pub fn image_config(&self) -> Result<ImageModelConfig> {
+        let config = match &self.model {
             Loaded::Image(_, config) => Some(config.clone()),
             Loaded::Multi(_, config) => config.image.as_ref().map(|i| i.with_core(&config.core)),
             _ => None,
-        }
+        };
+        config.ok_or_else(|| self.not_a(Modality::Image))
     }
 
-    /// The audio settings (codec, statistics, classes), if the model speaks.
-    pub fn audio_config(&self) -> Option<AudioModelConfig> {
-        match &self.model {
+    /// The audio settings (codec, statistics, classes); an error naming the model's modality
+    /// if it does not speak.
+    pub fn audio_config(&self) -> Result<AudioModelConfig> {
+        let config = match &self.model {
             Loaded::Audio(_, config) => Some(config.clone()),
             Loaded::Multi(_, config) => config.audio.as_ref().map(|a| a.with_core(&config.core)),
             _ => None,
-        }
+        };
+        config.ok_or_else(|| self.not_a(Modality::Audio))
     }
 
     /// Whether the model reads text prompts as conditions (a joint model).
@@ -231,7 +235,7 @@ impl Pipeline {
         options: &FlowGenerateOptions,
     ) -> Result<Vec<DynamicImage>> {
         let pixels = self.image_pixels(conditions, options)?;
-        let shape = self.image_config().expect("the model draws images").image;
+        let shape = self.image_config()?.image;
         Ok(to_images(&pixels, &shape))
     }
 
@@ -259,11 +263,7 @@ impl Pipeline {
 
     fn clips(&self, conditions: &[Condition], options: &FlowGenerateOptions) -> Result<Vec<Clip>> {
         let samples = self.clip_samples(conditions, options)?;
-        let rate = self
-            .audio_config()
-            .expect("the model speaks")
-            .format
-            .sample_rate;
+        let rate = self.audio_config()?.format.sample_rate;
         Ok(to_clips(samples, rate))
     }
 
@@ -280,13 +280,15 @@ impl Pipeline {
     }
 
     fn not_a(&self, wanted: Modality) -> Error {
-        let a = |m: Modality| if m == Modality::Text { "a" } else { "an" };
-        let have = self.modality();
+        let have = match self.model {
+            Loaded::Multi(..) => "joint".to_string(),
+            _ => self.modality().to_string(),
+        };
         Error::Input(format!(
-            "{} is {} {have} model; generating {wanted} needs {} {wanted} model",
+            "{} is {} model; generating {wanted} needs {} model",
             self.dir.display(),
-            a(have),
-            a(wanted)
+            with_article(&have),
+            with_article(&wanted.to_string())
         ))
     }
 }

@@ -157,16 +157,16 @@ fn wrong_modality(dir: &Path, config: &CheckpointConfig, wanted: Modality) -> Er
         dir,
         format!(
             "holds {} model, not {} model",
-            with_article(config.model.modality()),
-            with_article(wanted)
+            with_article(config.model.kind()),
+            with_article(&wanted.to_string())
         ),
     )
 }
 
-/// "a text", "an image", "an audio".
-fn with_article(modality: Modality) -> String {
-    match modality {
-        Modality::Text => format!("a {modality}"),
-        Modality::Image | Modality::Audio => format!("an {modality}"),
+/// "a text", "an image", "an audio", "a joint".
+pub(crate) fn with_article(kind: &str) -> String {
+    match kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        true => format!("an {kind}"),
+        false => format!("a {kind}"),
     }
 }

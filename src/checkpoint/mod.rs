@@ -26,10 +26,10 @@ use std::path::Path;
 
 pub use checksums::{verify, CHECKSUM_FILE};
 pub use gpt2::{export_gpt2, import_gpt2};
-pub(crate) use load::load_tokenizer_for;
 pub use load::{
     load_any_text, load_audio, load_classifier, load_config, load_image, load_multi, load_text,
 };
+pub(crate) use load::{load_tokenizer_for, with_article};
 pub use param_ids::restore_param_ids;
 pub use transplant::load_core;
 
@@ -93,6 +93,18 @@ impl ModelConfig {
             ModelConfig::Text(_) | ModelConfig::Multi(_) => Modality::Text,
             ModelConfig::Image(_) | ModelConfig::Classifier(_) => Modality::Image,
             ModelConfig::Audio(_) => Modality::Audio,
+        }
+    }
+
+    /// What the checkpoint holds, in messages: "text", "image", "audio", "classifier" or
+    /// "joint".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelConfig::Text(_) => "text",
+            ModelConfig::Image(_) => "image",
+            ModelConfig::Audio(_) => "audio",
+            ModelConfig::Classifier(_) => "classifier",
+            ModelConfig::Multi(_) => "joint",
         }
     }
 

@@ -260,9 +260,7 @@ const MAX_SAMPLES: usize = 10_000;
 fn image(args: ImageArgs) -> anyhow::Result<()> {
     let flow = &args.flow;
     let pipeline = flow.pipeline(super::SHIPPED_IMAGE_MODEL)?;
-    let config = pipeline
-        .image_config()
-        .context("this model draws no images")?;
+    let config = pipeline.image_config()?;
     let shape = config.image;
     let (conditions, names) = flow.conditions(config.n_classes, &pipeline)?;
     let options = flow.sampling.options(FlowGenerateOptions::image());
@@ -291,7 +289,7 @@ fn image(args: ImageArgs) -> anyhow::Result<()> {
 fn audio(args: AudioArgs) -> anyhow::Result<()> {
     let flow = &args.flow;
     let pipeline = flow.pipeline(super::SHIPPED_AUDIO_MODEL)?;
-    let config = pipeline.audio_config().context("this model has no audio")?;
+    let config = pipeline.audio_config()?;
     let format = config.format;
     let (conditions, names) = flow.conditions(config.n_classes, &pipeline)?;
     let options = flow.sampling.options(FlowGenerateOptions::audio());

@@ -93,7 +93,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         (ExportFormat::Gpt2, other) => bail!(
             "{}: {} models cannot be written as GPT-2, only text models can (use --format pytorch)",
             dir.display(),
-            other.modality()
+            other.kind()
         ),
         (ExportFormat::Pytorch, ModelConfig::Text(_)) => {
             checkpoint::export_pytorch(&checkpoint::load_text(dir, &device)?.0, &args.out)?

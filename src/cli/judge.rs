@@ -148,9 +148,7 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_JUDGE));
     let pipeline = Pipeline::load(&dir)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
-    let image = &pipeline
-        .image_config()
-        .context("this model draws no images")?;
+    let image = &pipeline.image_config()?;
     let shape = image.image;
     let test_set = ImageDataset::load(&data, Split::Test, shape)?;
     let test = test_set.pictures();
@@ -234,7 +232,7 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_JUDGE));
     let pipeline = Pipeline::load(&dir)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
-    let audio = &pipeline.audio_config().context("this model has no audio")?;
+    let audio = &pipeline.audio_config()?;
     let format = &audio.format;
     let train = AudioDataset::load(&data, Split::Train, format)?;
     let test = AudioDataset::load(&data, Split::Test, format)?;
