@@ -47,6 +47,11 @@ impl Attention {
         }
     }
 
+    /// The q/k/v projection, the output projection and the number of heads.
+    pub(super) fn parts(&self) -> (&Linear, &Linear, usize) {
+        (&self.qkv, &self.proj, self.n_heads)
+    }
+
     /// # Shapes
     /// - `x`: `[B, T, D]`; returns `[B, T, D]`.
     /// - `start`: position of `x`'s first element (the cache length when cached).

@@ -4,8 +4,11 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, gelu_approximate, relu};
 
+use burn::module::Param;
+
 use super::attention::Attention;
 use super::cache::LayerCache;
+use super::fused::{self, tracked, BlockInputs, Tracked};
 use super::matvec::linear;
 use super::rope::Rope;
 use super::{dropout, Activation, TransformerConfig, INIT_STD};
@@ -58,6 +61,9 @@ impl TransformerConfig {
 }
 
 impl Block {
+    /// The forward pass in burn ops (which autodiff differentiates one by one); training on
+    /// the CPU takes [`Block::fused_forward`] where it can.
+    ///
     /// # Shapes
     /// - `x`: `[B, T, D]`; returns `[B, T, D]`.
     pub fn forward(
@@ -78,6 +84,51 @@ impl Block {
         let x = x + a;
         let m = self.mlp.forward(self.norm_mlp.forward(x.clone()));
         x + dropout(m, dropout_prob)
+    }
+}
+
+impl Block {
+    /// The forward pass as one hand-differentiated graph node ([`fused`]), when training on
+    /// the CPU backend; `None` elsewhere.
+    pub(super) fn fused_forward(&self, x: &Tensor<3>) -> Option<Tensor<3>> {
+        let x = tracked(x.clone())?;
+        let (qkv, proj, heads) = self.attn.parts();
+        let norm = |n: &LayerNorm| Some([Some(tracked(n.gamma.val())?), bias(&n.beta)?]);
+        let linear = |l: &Linear| Some([Some(tracked(l.weight.val())?), bias(&l.bias)?]);
+        let pairs = [
+            norm(&self.norm_attn)?,
+            linear(qkv)?,
+            linear(proj)?,
+            norm(&self.norm_mlp)?,
+            linear(&self.mlp.fc_in)?,
+            linear(&self.mlp.fc_out)?,
+        ];
+        let params: [Option<Tracked>; 12] = pairs.concat().try_into().ok()?;
+        let with_bias = params
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .filter(|b| b.is_some())
+            .count();
+        if with_bias != 0 && with_bias != 6 {
+            return None;
+        }
+        let activation = self.mlp.activation;
+        Some(fused::block(BlockInputs {
+            x,
+            params,
+            heads,
+            activation,
+        }))
+    }
+}
+
+/// An optional bias as a [`tracked`] tensor: `Some(None)` when absent, `None` off the CPU
+/// autodiff backend.
+fn bias(b: &Option<Param<Tensor<1>>>) -> Option<Option<Tracked>> {
+    match b {
+        Some(b) => Some(Some(tracked(b.val())?)),
+        None => Some(None),
     }
 }
 

@@ -8,9 +8,10 @@
 //! Weights (this module) and run state ([`KvCache`]) are kept apart, as in llama2.c.
 
 mod attention;
-mod block;
+pub(crate) mod block;
 mod cache;
 mod config;
+mod fused;
 mod matvec;
 mod rope;
 mod spin;
@@ -110,7 +111,13 @@ impl Transformer {
             None => x,
         };
         x = dropout(x, self.dropout);
+        // Training on the CPU without dropout or rotary positions takes the fused block.
+        let fusable = cache.is_none() && self.rope.is_none() && self.dropout == 0.0;
         for (i, block) in self.blocks.iter().enumerate() {
+            if let Some(y) = fusable.then(|| block.fused_forward(&x)).flatten() {
+                x = y;
+                continue;
+            }
             let layer_cache = cache.as_deref_mut().map(|c| c.layer(i));
             x = block.forward(x, self.rope.as_ref(), layer_cache, start, self.dropout);
         }

@@ -1,0 +1,164 @@
+//! Causal multi-head attention over a fused q/k/v matrix, forward and backward, one batch
+//! element per parallel task. The probabilities are kept for the backward pass.
+//!
+//! Queries go in blocks of [`BLOCK`] rows, and each block's products stop at the last key it
+//! can see, so the masked upper triangle is mostly never computed (about half the work at
+//! nanoGPT's context lengths).
+
+use rayon::prelude::*;
+
+use super::gemm::{matmul_into, Mat};
+use super::kernels::{dot, exp, simd};
+
+/// The attention problem's shape: `batch` sequences of `len` positions, width `d` split into
+/// `heads` heads.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Heads {
+    pub batch: usize,
+    pub len: usize,
+    pub d: usize,
+    pub heads: usize,
+}
+
+impl Heads {
+    fn head_dim(&self) -> usize {
+        self.d / self.heads
+    }
+
+    /// The q, k or v block (`which` = 0, 1, 2) of head `h` in one sequence's `[len, 3d]` rows.
+    fn part<'a>(&self, qkv: &'a [f32], which: usize, h: usize) -> Mat<'a> {
+        let hd = self.head_dim();
+        Mat::strided(qkv, which * self.d + h * hd, self.len, hd, 3 * self.d, 1)
+    }
+}
+
+/// Query rows per block (the `gemm` microkernel's height).
+const BLOCK: usize = 16;
+
+/// The blocks `(start, end)` of `0..len`.
+fn blocks(len: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..len)
+        .step_by(BLOCK)
+        .map(move |r0| (r0, (r0 + BLOCK).min(len)))
+}
+
+/// `softmax(q kᵀ / √hd + causal mask) v` for every head. `qkv` is `[batch·len, 3d]`; returns
+/// the heads' outputs side by side, `[batch·len, d]`, and the probabilities
+/// `[batch, heads, len, len]` (zero above the diagonal).
+pub(super) fn attention(qkv: &[f32], s: Heads) -> (Vec<f32>, Vec<f32>) {
+    let (t, d, hd) = (s.len, s.d, s.head_dim());
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut y = vec![0.0; s.batch * t * d];
+    let mut probs = vec![0.0; s.batch * s.heads * t * t];
+    y.par_chunks_mut(t * d)
+        .zip(probs.par_chunks_mut(s.heads * t * t))
+        .zip(qkv.par_chunks(t * 3 * d))
+        .for_each(|((y, probs), qkv)| {
+            simd(
+                #[inline(always)]
+                || {
+                    for (h, p) in probs.chunks_mut(t * t).enumerate() {
+                        let (q, k, v) = (s.part(qkv, 0, h), s.part(qkv, 1, h), s.part(qkv, 2, h));
+                        for (r0, r1) in blocks(t) {
+                            // Rows r0..r1 see keys 0..r1.
+                            let keys = k.row_range(0, r1).t();
+                            matmul_into(q.row_range(r0, r1 - r0), keys, p, r0 * t, t, false);
+                            for i in r0..r1 {
+                                let row = &mut p[i * t..(i + 1) * t];
+                                softmax_in_place(&mut row[..=i], scale);
+                                row[i + 1..].fill(0.0);
+                            }
+                            let p_rows = Mat::strided(p, r0 * t, r1 - r0, r1, t, 1);
+                            matmul_into(p_rows, v.row_range(0, r1), y, r0 * d + h * hd, d, false);
+                        }
+                    }
+                },
+            )
+        });
+    (y, probs)
+}
+
+/// In place: `row ← softmax(row · scale)`.
+#[inline(always)]
+fn softmax_in_place(row: &mut [f32], scale: f32) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = exp(*v * scale - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// The backward pass of [`attention`]: given d loss / d y (`[batch·len, d]`), returns
+/// d loss / d qkv (`[batch·len, 3d]`).
+pub(super) fn attention_backward(qkv: &[f32], probs: &[f32], dy: &[f32], s: Heads) -> Vec<f32> {
+    let (t, d, hd) = (s.len, s.d, s.head_dim());
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut dqkv = vec![0.0; s.batch * t * 3 * d];
+    dqkv.par_chunks_mut(t * 3 * d)
+        .zip(qkv.par_chunks(t * 3 * d))
+        .zip(probs.par_chunks(s.heads * t * t))
+        .zip(dy.par_chunks(t * d))
+        .for_each(|(((dqkv, qkv), probs), dy)| {
+            simd(
+                #[inline(always)]
+                || {
+                    let mut ds = vec![0.0; t * t];
+                    for (h, p) in probs.chunks(t * t).enumerate() {
+                        let (q, k, v) = (s.part(qkv, 0, h), s.part(qkv, 1, h), s.part(qkv, 2, h));
+                        let dy_h = Mat::strided(dy, h * hd, t, hd, d, 1);
+                        for (r0, r1) in blocks(t) {
+                            // dP = dy vᵀ, then dS = P ∘ (dP - rowsum(P ∘ dP)) times the scale.
+                            let dy_rows = dy_h.row_range(r0, r1 - r0);
+                            matmul_into(dy_rows, v.row_range(0, r1).t(), &mut ds, r0 * t, t, false);
+                            for i in r0..r1 {
+                                let (row, p_row) =
+                                    (&mut ds[i * t..(i + 1) * t], &p[i * t..=i * t + i]);
+                                let p_dot_dp = dot(&row[..=i], p_row);
+                                for (g, &p) in row.iter_mut().zip(p_row) {
+                                    *g = p * (*g - p_dot_dp) * scale;
+                                }
+                                row[i + 1..].fill(0.0);
+                            }
+                            // dq = dS k.
+                            let ds_rows = Mat::strided(&ds, r0 * t, r1 - r0, r1, t, 1);
+                            let dq_at = r0 * 3 * d + h * hd;
+                            matmul_into(ds_rows, k.row_range(0, r1), dqkv, dq_at, 3 * d, false);
+                        }
+                        // Keys c0..c1 are seen by queries c0..len: dv = Pᵀ dy, dk = dSᵀ q.
+                        for (c0, c1) in blocks(t) {
+                            let (dy_rows, q_rows) =
+                                (dy_h.row_range(c0, t - c0), q.row_range(c0, t - c0));
+                            let at = c0 * 3 * d + h * hd;
+                            matmul_into(
+                                seen_by(p, c0, c1, t).t(),
+                                dy_rows,
+                                dqkv,
+                                at + 2 * d,
+                                3 * d,
+                                false,
+                            );
+                            matmul_into(
+                                seen_by(&ds, c0, c1, t).t(),
+                                q_rows,
+                                dqkv,
+                                at + d,
+                                3 * d,
+                                false,
+                            );
+                        }
+                    }
+                },
+            )
+        });
+    dqkv
+}
+
+/// Rows `c0..len`, columns `c0..c1` of a `[len, len]` matrix: where queries meet keys `c0..c1`.
+fn seen_by(m: &[f32], c0: usize, c1: usize, len: usize) -> Mat<'_> {
+    Mat::strided(m, c0 * len + c0, len - c0, c1 - c0, len, 1)
+}

@@ -1,0 +1,231 @@
+//! One pre-norm Transformer block, forward and backward, on plain f32 slices:
+//! `x1 = x + proj(attn(norm1(x)))`, `out = x1 + fc_out(act(fc_in(norm2(x1))))`.
+//!
+//! The backward pass follows the forward in reverse, as llm.c does for GPT-2.
+
+use super::attention::{attention, attention_backward, Heads};
+use super::gemm::{matmul, Mat};
+use super::kernels::{
+    activate, activate_backward, column_sums, layer_norm, layer_norm_backward, simd,
+};
+use crate::core::Activation;
+
+/// The block's parameters, slots as in the block module's `PARAM_NAMES`; biases are `None` in a model
+/// without biases.
+pub(super) struct Params<'a> {
+    pub tensors: [Option<&'a [f32]>; 12],
+    pub activation: Activation,
+}
+
+/// What each slot of [`Params::tensors`] holds.
+#[cfg(test)]
+pub(super) const PARAM_NAMES: [&str; 12] = [
+    "norm_attn.gamma",
+    "norm_attn.beta",
+    "attn.qkv.weight",
+    "attn.qkv.bias",
+    "attn.proj.weight",
+    "attn.proj.bias",
+    "norm_mlp.gamma",
+    "norm_mlp.beta",
+    "mlp.fc_in.weight",
+    "mlp.fc_in.bias",
+    "mlp.fc_out.weight",
+    "mlp.fc_out.bias",
+];
+
+const NORM1: usize = 0;
+const QKV: usize = 2;
+const PROJ: usize = 4;
+const NORM2: usize = 6;
+const FC_IN: usize = 8;
+const FC_OUT: usize = 10;
+
+impl Params<'_> {
+    fn get(&self, i: usize) -> &[f32] {
+        self.tensors[i].expect("weights and norm scales are always present")
+    }
+
+    fn bias(&self, i: usize) -> Option<&[f32]> {
+        self.tensors[i + 1]
+    }
+
+    /// `x · W + b` for the linear layer at slot `i`, with `x` `[rows, d_in]`.
+    fn linear(&self, i: usize, x: &[f32], d_in: usize) -> Vec<f32> {
+        let w = self.get(i);
+        let (rows, d_out) = (x.len() / d_in, w.len() / d_in);
+        let mut out = match self.bias(i) {
+            Some(b) => b.repeat(rows),
+            None => vec![0.0; rows * d_out],
+        };
+        let accumulate = self.bias(i).is_some();
+        matmul(
+            Mat::new(x, rows, d_in),
+            Mat::new(w, d_in, d_out),
+            &mut out,
+            accumulate,
+        );
+        out
+    }
+}
+
+/// The block's shape.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BlockShape {
+    pub heads: Heads,
+    pub d_ff: usize,
+}
+
+/// Activations the backward pass reads.
+#[derive(Debug)]
+pub(super) struct Saved {
+    xhat1: Vec<f32>,
+    rstd1: Vec<f32>,
+    norm1: Vec<f32>,
+    qkv: Vec<f32>,
+    probs: Vec<f32>,
+    attended: Vec<f32>,
+    xhat2: Vec<f32>,
+    rstd2: Vec<f32>,
+    norm2: Vec<f32>,
+    pre: Vec<f32>,
+    act: Vec<f32>,
+}
+
+/// The forward pass of `x` (`[batch·len, d]`): the output, and what the backward pass needs.
+pub(super) fn forward(p: &Params, s: BlockShape, x: &[f32]) -> (Vec<f32>, Saved) {
+    let d = s.heads.d;
+    let (norm1, xhat1, rstd1) = layer_norm(x, d, p.get(NORM1), p.bias(NORM1));
+    let qkv = p.linear(QKV, &norm1, d);
+    let (attended, probs) = attention(&qkv, s.heads);
+    let mut x1 = p.linear(PROJ, &attended, d);
+    add(&mut x1, x);
+    let (norm2, xhat2, rstd2) = layer_norm(&x1, d, p.get(NORM2), p.bias(NORM2));
+    let pre = p.linear(FC_IN, &norm2, d);
+    let act = activate(p.activation, &pre);
+    let mut out = p.linear(FC_OUT, &act, s.d_ff);
+    add(&mut out, &x1);
+    let saved = Saved {
+        xhat1,
+        rstd1,
+        norm1,
+        qkv,
+        probs,
+        attended,
+        xhat2,
+        rstd2,
+        norm2,
+        pre,
+        act,
+    };
+    (out, saved)
+}
+
+/// Gradients of the block: d loss / d x, and for each parameter slot whose `wanted` flag is
+/// set, d loss / d parameter.
+pub(super) struct Grads {
+    pub x: Vec<f32>,
+    pub params: [Option<Vec<f32>>; 12],
+}
+
+/// The backward pass, given d loss / d out.
+pub(super) fn backward(
+    p: &Params,
+    s: BlockShape,
+    saved: &Saved,
+    dout: &[f32],
+    wanted: [bool; 12],
+) -> Grads {
+    let d = s.heads.d;
+    let mut params: [Option<Vec<f32>>; 12] = Default::default();
+    // MLP: out = x1 + act(norm2 · W_in + b_in) · W_out + b_out.
+    let mut dact = linear_backward(p, FC_OUT, &saved.act, dout, s.d_ff, wanted, &mut params);
+    activate_backward(p.activation, &saved.pre, &mut dact);
+    let dnorm2 = linear_backward(p, FC_IN, &saved.norm2, &dact, d, wanted, &mut params);
+    let mut dx1 = dout.to_vec();
+    norm_backward(
+        p,
+        NORM2,
+        &dnorm2,
+        &saved.xhat2,
+        &saved.rstd2,
+        wanted,
+        &mut params,
+        &mut dx1,
+    );
+    // Attention: x1 = x + attn(norm1 · W_qkv + b_qkv) · W_proj + b_proj.
+    let dattended = linear_backward(p, PROJ, &saved.attended, &dx1, d, wanted, &mut params);
+    let dqkv = attention_backward(&saved.qkv, &saved.probs, &dattended, s.heads);
+    let dnorm1 = linear_backward(p, QKV, &saved.norm1, &dqkv, d, wanted, &mut params);
+    let mut dx = dx1;
+    norm_backward(
+        p,
+        NORM1,
+        &dnorm1,
+        &saved.xhat1,
+        &saved.rstd1,
+        wanted,
+        &mut params,
+        &mut dx,
+    );
+    Grads { x: dx, params }
+}
+
+/// For `y = x · W + b` (slot `i`): stores dW and db when wanted, returns dx.
+fn linear_backward(
+    p: &Params,
+    i: usize,
+    x: &[f32],
+    dy: &[f32],
+    d_in: usize,
+    wanted: [bool; 12],
+    grads: &mut [Option<Vec<f32>>; 12],
+) -> Vec<f32> {
+    let w = p.get(i);
+    let (rows, d_out) = (x.len() / d_in, w.len() / d_in);
+    let dy_mat = Mat::new(dy, rows, d_out);
+    if wanted[i] {
+        let mut dw = vec![0.0; d_in * d_out];
+        matmul(Mat::new(x, rows, d_in).t(), dy_mat, &mut dw, false);
+        grads[i] = Some(dw);
+    }
+    if wanted[i + 1] {
+        grads[i + 1] = Some(column_sums(dy, None, d_out));
+    }
+    let mut dx = vec![0.0; rows * d_in];
+    matmul(dy_mat, Mat::new(w, d_in, d_out).t(), &mut dx, false);
+    dx
+}
+
+/// For the LayerNorm at slot `i`: stores dgamma and dbeta when wanted, adds dx to `dx`.
+#[allow(clippy::too_many_arguments)]
+fn norm_backward(
+    p: &Params,
+    i: usize,
+    dout: &[f32],
+    xhat: &[f32],
+    rstd: &[f32],
+    wanted: [bool; 12],
+    grads: &mut [Option<Vec<f32>>; 12],
+    dx: &mut [f32],
+) {
+    let gamma = p.get(i);
+    if wanted[i] {
+        grads[i] = Some(column_sums(dout, Some(xhat), gamma.len()));
+    }
+    if wanted[i + 1] {
+        grads[i + 1] = Some(column_sums(dout, None, gamma.len()));
+    }
+    layer_norm_backward(dout, xhat, rstd, gamma, dx);
+}
+
+fn add(acc: &mut [f32], x: &[f32]) {
+    simd(
+        #[inline(always)]
+        || {
+            for (a, b) in acc.iter_mut().zip(x) {
+                *a += b;
+            }
+        },
+    )
+}

@@ -1,0 +1,150 @@
+//! Strided f32 matrix products through the `gemm` crate (the kernels burn's CPU backend uses),
+//! with transposes as stride swaps, never copies.
+
+use rayon::prelude::*;
+
+/// A read-only matrix view: element `(i, j)` is `data[offset + i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub(super) struct Mat<'a> {
+    data: &'a [f32],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major `rows × cols` matrix filling `data`.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "matrix size");
+        Self::strided(data, 0, rows, cols, cols, 1)
+    }
+
+    /// A view with explicit offset and strides, checked against `data`'s length.
+    pub fn strided(
+        data: &'a [f32],
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        rs: usize,
+        cs: usize,
+    ) -> Self {
+        if rows > 0 && cols > 0 {
+            assert!(
+                offset + (rows - 1) * rs + (cols - 1) * cs < data.len(),
+                "view out of bounds"
+            );
+        }
+        Self {
+            data,
+            offset,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// The transpose (a stride swap).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Rows `start..start + len`.
+    pub fn row_range(self, start: usize, len: usize) -> Self {
+        Self::strided(
+            self.data,
+            self.offset + start * self.rs,
+            len,
+            self.cols,
+            self.rs,
+            self.cs,
+        )
+    }
+
+    fn ptr(&self) -> *const f32 {
+        self.data[self.offset..].as_ptr()
+    }
+}
+
+/// `out = a · b` (or `out += a · b` when `accumulate`), where `out` is a row-major
+/// `a.rows × b.cols` block starting at `out[offset]` with row stride `out_rs`. One thread.
+pub(super) fn matmul_into(
+    a: Mat,
+    b: Mat,
+    out: &mut [f32],
+    offset: usize,
+    out_rs: usize,
+    accumulate: bool,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "inner dimensions");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        offset + (m - 1) * out_rs + n <= out.len(),
+        "output out of bounds"
+    );
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                out[offset + i * out_rs..][..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // SAFETY: every index the product touches lies inside the three slices (asserted above and
+    // in `Mat::strided`), and `out` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out[offset..].as_mut_ptr(),
+            1,
+            out_rs as isize,
+            accumulate,
+            a.ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Below this many multiply-adds a product runs on one thread.
+const PARALLEL_WORK: usize = 1 << 18;
+
+/// `out = a · b` (or `+=`) into a contiguous row-major `out`, its rows split over the thread
+/// pool. The split depends only on the shape and the thread count, so a run is deterministic.
+pub(super) fn matmul(a: Mat, b: Mat, out: &mut [f32], accumulate: bool) {
+    let (m, n) = (a.rows, b.cols);
+    assert_eq!(out.len(), m * n, "output size");
+    let threads = rayon::current_num_threads();
+    if threads == 1 || m * n * a.cols < PARALLEL_WORK || m < 2 * threads {
+        return matmul_into(a, b, out, 0, n, accumulate);
+    }
+    let rows = m.div_ceil(threads);
+    out.par_chunks_mut(rows * n)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            let len = chunk.len() / n;
+            matmul_into(a.row_range(i * rows, len), b, chunk, 0, n, accumulate);
+        });
+}

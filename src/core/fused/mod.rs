@@ -1,0 +1,193 @@
+//! A fused, hand-differentiated Transformer block for training on the CPU backend.
+//!
+//! burn differentiates the block op by op: every element-wise step is its own pass over memory
+//! with its own graph node, and exact GELU runs libm's scalar `erff`. Measured on nanoGPT's CPU
+//! config, that spent more than half of each step outside the matrix products. Here the whole
+//! block is one autodiff node: the forward pass runs the products through `gemm` with
+//! transposes as strides, the row-wise and element-wise work in parallel chunks, and keeps the
+//! activations it needs; the backward pass computes every gradient by hand (`block.rs`).
+//!
+//! Used under autodiff on the CPU backend (`Flex`) for blocks without dropout or rotary
+//! positions; everything else takes the op-by-op path, which the tests compare this one with.
+
+mod attention;
+mod block;
+mod gemm;
+mod kernels;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::prelude::*;
+use burn::tensor::DType;
+
+use crate::core::Activation;
+use attention::Heads;
+use block::{BlockShape, Params, Saved};
+
+/// The autodiff CPU backend the fused block runs on.
+type Ad = Autodiff<Flex, NoCheckpointing>;
+
+/// A float tensor of [`Ad`], as the autodiff graph sees it.
+pub(crate) type Tracked = FloatTensor<Ad>;
+
+/// `t` as an autodiff CPU tensor, or `None` on any other backend.
+pub(crate) fn tracked<const D: usize>(t: Tensor<D>) -> Option<Tracked> {
+    let t = t.try_into_primitive::<Ad>().ok()?;
+    (t.primitive().dtype() == DType::F32).then_some(t)
+}
+
+/// One block's input and parameters, as [`tracked`] tensors, in `block::PARAM_NAMES` order
+/// (biases `None` in a model without biases).
+pub(crate) struct BlockInputs {
+    pub x: Tracked,
+    pub params: [Option<Tracked>; 12],
+    pub heads: usize,
+    pub activation: Activation,
+}
+
+/// The block's output, registered in the autodiff graph with a hand-written backward step.
+pub(crate) fn block(inputs: BlockInputs) -> Tensor<3> {
+    let dims = inputs.x.primitive().layout().shape().to_vec();
+    let [batch, len, d] = [dims[0], dims[1], dims[2]];
+    let d_ff = inputs.params[8]
+        .as_ref()
+        .map_or(0, |w| w.primitive().layout().shape()[1]);
+    let shape = BlockShape {
+        heads: Heads {
+            batch,
+            len,
+            d,
+            heads: inputs.heads,
+        },
+        d_ff,
+    };
+    let present: Vec<usize> = (0..12).filter(|&i| inputs.params[i].is_some()).collect();
+    let mut nodes = vec![inputs.x];
+    nodes.extend(inputs.params.into_iter().flatten());
+    let output = match nodes.len() {
+        13 => register::<13>(nodes, present, shape, inputs.activation),
+        7 => register::<7>(nodes, present, shape, inputs.activation),
+        n => unreachable!("a block has 6 or 12 parameters, not {}", n - 1),
+    };
+    Tensor::from_primitive::<Ad>(output)
+}
+
+/// The backward step's state: the parameters (shared, not copied) and saved activations.
+#[derive(Clone, Debug)]
+struct State(Arc<StateInner>);
+
+#[derive(Debug)]
+struct StateInner {
+    /// Parameter slot of each graph parent after the input.
+    present: Vec<usize>,
+    params: Vec<FlexTensor>,
+    shape: BlockShape,
+    activation: Activation,
+    saved: Saved,
+}
+
+/// The parameters' values in their slots.
+fn params<'a>(present: &[usize], tensors: &'a [FlexTensor], activation: Activation) -> Params<'a> {
+    let mut slots = [None; 12];
+    for (&slot, t) in present.iter().zip(tensors) {
+        slots[slot] = Some(values(t));
+    }
+    Params {
+        tensors: slots,
+        activation,
+    }
+}
+
+#[derive(Debug)]
+struct BlockBackward;
+
+impl<const N: usize> Backward<Flex, N> for BlockBackward {
+    type State = State;
+
+    fn backward(self, ops: Ops<State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let state = &ops.state.0;
+        let dout = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let mut wanted = [false; 12];
+        for (&slot, parent) in state.present.iter().zip(&ops.parents[1..]) {
+            wanted[slot] = parent.is_some();
+        }
+        let g = block::backward(
+            &params(&state.present, &state.params, state.activation),
+            state.shape,
+            &state.saved,
+            values(&dout),
+            wanted,
+        );
+        let dims = |t: &FlexTensor| t.layout().shape().clone();
+        if let Some(x) = &ops.parents[0] {
+            grads.register::<Flex>(x.id, flex(g.x, dims(&dout)));
+        }
+        let mut params = g.params;
+        for ((&slot, parent), p) in state
+            .present
+            .iter()
+            .zip(&ops.parents[1..])
+            .zip(&state.params)
+        {
+            if let (Some(node), Some(grad)) = (parent, params[slot].take()) {
+                grads.register::<Flex>(node.id, flex(grad, dims(p)));
+            }
+        }
+    }
+}
+
+fn register<const N: usize>(
+    nodes: Vec<Tracked>,
+    present: Vec<usize>,
+    shape: BlockShape,
+    activation: Activation,
+) -> Tracked {
+    let guards: [_; N] = nodes
+        .iter()
+        .map(|t| t.node())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("N matches the node count"));
+    let x = nodes[0].primitive().to_contiguous();
+    let tensors: Vec<FlexTensor> = nodes[1..]
+        .iter()
+        .map(|t| t.primitive().to_contiguous())
+        .collect();
+    let (out, saved) = block::forward(&params(&present, &tensors, activation), shape, values(&x));
+    let out = flex(out, x.layout().shape().clone());
+    match BlockBackward
+        .prepare::<NoCheckpointing>(guards)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let state = StateInner {
+                present,
+                params: tensors,
+                shape,
+                activation,
+                saved,
+            };
+            prep.finish(State(Arc::new(state)), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+/// The elements of a contiguous f32 tensor.
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice().expect("a contiguous f32 tensor")
+}
+
+fn flex(data: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}

@@ -1,0 +1,175 @@
+//! The fused block against burn's own ops: values, every gradient, and the kernels' accuracy.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use super::block::PARAM_NAMES;
+use super::kernels::{erf, exp};
+use crate::core::block::Block;
+use crate::core::{Activation, Positions, TransformerConfig};
+
+fn device() -> Device {
+    crate::default_device().autodiff()
+}
+
+fn block(activation: Activation, bias: bool) -> Block {
+    let config = TransformerConfig {
+        positions: Positions::Learned,
+        activation,
+        bias,
+        ..TransformerConfig::tiny()
+    };
+    config.init_block(&device())
+}
+
+/// Every float parameter's gradient, in visiting order (`None` for one without).
+struct ParamGrads<'a> {
+    grads: &'a GradientsParams,
+    found: Vec<Option<Vec<f32>>>,
+}
+
+impl ModuleVisitor for ParamGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let grad = self.grads.get::<D>(param.id);
+        self.found
+            .push(grad.map(|g| g.into_data().try_into_vec::<f32>().unwrap()));
+    }
+}
+
+/// The block's output and the gradients of `Σ out · weights`: for `x`, then each parameter.
+fn run(
+    block: &Block,
+    x: &Tensor<3>,
+    weights: &Tensor<3>,
+    fused: bool,
+) -> (Vec<f32>, Vec<Option<Vec<f32>>>) {
+    let out = if fused {
+        block
+            .fused_forward(x)
+            .expect("the fused path runs under autodiff on the CPU")
+    } else {
+        block.forward(x.clone(), None, None, 0, 0.0)
+    };
+    let values = out.clone().into_data().try_into_vec::<f32>().unwrap();
+    let grads = (out * weights.clone()).sum().backward();
+    let x_grad = x
+        .grad(&grads)
+        .map(|g| g.into_data().try_into_vec::<f32>().unwrap());
+    let grads = GradientsParams::from_grads(grads, block);
+    let mut visitor = ParamGrads {
+        grads: &grads,
+        found: vec![x_grad],
+    };
+    block.visit(&mut visitor);
+    (values, visitor.found)
+}
+
+/// Largest difference relative to the reference's largest magnitude.
+fn relative_error(a: &[f32], reference: &[f32]) -> f32 {
+    assert_eq!(a.len(), reference.len());
+    let scale = reference.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+        / scale
+}
+
+fn inputs() -> (Tensor<3>, Tensor<3>) {
+    let x = Tensor::random([2, 37, 32], Distribution::Normal(0.0, 1.0), &device()).require_grad();
+    let weights = Tensor::random([2, 37, 32], Distribution::Normal(0.0, 1.0), &device());
+    (x, weights)
+}
+
+#[test]
+fn fused_block_matches_burn_ops_in_values_and_every_gradient() {
+    for activation in [
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::SquaredRelu,
+    ] {
+        for bias in [false, true] {
+            let block = block(activation, bias);
+            let (x, weights) = inputs();
+            let (fused, fused_grads) = run(&block, &x, &weights, true);
+            let (plain, plain_grads) = run(&block, &x, &weights, false);
+            let case = format!("{activation:?}, bias {bias}");
+            assert!(relative_error(&fused, &plain) < 1e-5, "{case}: output");
+            assert_eq!(fused_grads.len(), if bias { 13 } else { 7 }, "{case}");
+            for (i, (f, p)) in fused_grads.iter().zip(&plain_grads).enumerate() {
+                let (f, p) = (
+                    f.as_ref().expect("fused grad"),
+                    p.as_ref().expect("plain grad"),
+                );
+                let err = relative_error(f, p);
+                assert!(err < 1e-4, "{case}: gradient {i} differs by {err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn frozen_parameters_get_no_gradient_and_the_input_gradient_still_matches() {
+    let block = block(Activation::Gelu, true).no_grad();
+    let (x, weights) = inputs();
+    let (_, fused) = run(&block, &x, &weights, true);
+    let (_, plain) = run(&block, &x, &weights, false);
+    assert!(
+        fused[1..].iter().all(Option::is_none),
+        "a frozen parameter got a gradient"
+    );
+    let err = relative_error(fused[0].as_ref().unwrap(), plain[0].as_ref().unwrap());
+    assert!(err < 1e-4, "input gradient differs by {err}");
+}
+
+#[test]
+fn fused_block_is_deterministic() {
+    let block = block(Activation::Gelu, true);
+    let (x, weights) = inputs();
+    assert_eq!(
+        run(&block, &x, &weights, true),
+        run(&block, &x, &weights, true)
+    );
+}
+
+#[test]
+fn every_parameter_slot_is_named() {
+    let bias_slots = PARAM_NAMES
+        .iter()
+        .filter(|n| n.ends_with("beta") || n.ends_with("bias"));
+    assert_eq!(bias_slots.count(), 6);
+}
+
+#[test]
+fn exp_and_erf_are_accurate_over_their_range() {
+    let mut worst_exp = 0.0f64;
+    let mut worst_erf = 0.0f64;
+    for i in -20_000..=20_000 {
+        let x = i as f32 * 0.004; // -80..80 for exp
+        let want = (x as f64).exp();
+        worst_exp = worst_exp.max(((exp(x) as f64) - want).abs() / want);
+        let x = i as f32 * 0.0002; // -4..4 for erf, where its series converges in f64
+        worst_erf = worst_erf.max((erf(x) as f64 - erf_f64(x as f64)).abs());
+    }
+    assert!(worst_exp < 1e-6, "exp relative error {worst_exp}");
+    assert!(worst_erf < 1e-6, "erf absolute error {worst_erf}");
+    assert_eq!(exp(-200.0), exp(-87.0), "exp clamps instead of overflowing");
+    for x in [4.0f32, 6.0, 10.0, 1e6] {
+        assert!(
+            (erf(x) - 1.0).abs() < 2e-7 && (erf(-x) + 1.0).abs() < 2e-7,
+            "erf({x})"
+        );
+    }
+}
+
+/// `erf` in f64 from its Taylor series.
+fn erf_f64(x: f64) -> f64 {
+    let (mut term, mut sum) = (x, x);
+    for n in 1..200 {
+        term *= -x * x / n as f64;
+        sum += term / (2 * n + 1) as f64;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
