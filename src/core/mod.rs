@@ -8,7 +8,7 @@
 //! Weights (this module) and run state ([`KvCache`]) are kept apart, as in llama2.c.
 
 mod attention;
-pub(crate) mod block;
+mod block;
 mod cache;
 mod config;
 mod fused;

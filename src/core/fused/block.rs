@@ -10,35 +10,19 @@ use super::kernels::{
 };
 use crate::core::Activation;
 
-/// The block's parameters, slots as in the block module's `PARAM_NAMES`; biases are `None` in a model
-/// without biases.
+/// The block's parameters. Each layer takes two slots, its weight (or LayerNorm scale) and then
+/// its bias, `None` in a model without biases; the layers in order are `norm_attn`, `attn.qkv`,
+/// `attn.proj`, `norm_mlp`, `mlp.fc_in`, `mlp.fc_out` (the weight slots below).
 pub(super) struct Params<'a> {
     pub tensors: [Option<&'a [f32]>; 12],
     pub activation: Activation,
 }
 
-/// What each slot of [`Params::tensors`] holds.
-#[cfg(test)]
-pub(super) const PARAM_NAMES: [&str; 12] = [
-    "norm_attn.gamma",
-    "norm_attn.beta",
-    "attn.qkv.weight",
-    "attn.qkv.bias",
-    "attn.proj.weight",
-    "attn.proj.bias",
-    "norm_mlp.gamma",
-    "norm_mlp.beta",
-    "mlp.fc_in.weight",
-    "mlp.fc_in.bias",
-    "mlp.fc_out.weight",
-    "mlp.fc_out.bias",
-];
-
 const NORM1: usize = 0;
 const QKV: usize = 2;
 const PROJ: usize = 4;
 const NORM2: usize = 6;
-const FC_IN: usize = 8;
+pub(super) const FC_IN: usize = 8;
 const FC_OUT: usize = 10;
 
 impl Params<'_> {

@@ -45,7 +45,7 @@ pub(crate) fn tracked<const D: usize>(t: Tensor<D>) -> Option<Tracked> {
     (t.primitive().dtype() == DType::F32).then_some(t)
 }
 
-/// One block's input and parameters, as [`tracked`] tensors, in `block::PARAM_NAMES` order
+/// One block's input and parameters, as [`tracked`] tensors, in the slots of `block::Params`
 /// (biases `None` in a model without biases).
 pub(crate) struct BlockInputs {
     pub x: Tracked,
@@ -58,7 +58,7 @@ pub(crate) struct BlockInputs {
 pub(crate) fn block(inputs: BlockInputs) -> Tensor<3> {
     let dims = inputs.x.primitive().layout().shape().to_vec();
     let [batch, len, d] = [dims[0], dims[1], dims[2]];
-    let d_ff = inputs.params[8]
+    let d_ff = inputs.params[block::FC_IN]
         .as_ref()
         .map_or(0, |w| w.primitive().layout().shape()[1]);
     let shape = BlockShape {
