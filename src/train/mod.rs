@@ -8,6 +8,7 @@
 //! `(seed, s)`, so a run resumed from a checkpoint takes exactly the steps an uninterrupted
 //! run would have taken.
 
+mod adamw;
 mod audio;
 mod bench;
 mod classifier;

@@ -7,9 +7,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
+use super::adamw::AdamW;
 use super::ema::Ema;
 use super::{
     clip_global_norm, lr_at, mix, shards, Metrics, MetricsLog, Progress, StepTimes, TrainConfig,
@@ -273,16 +274,10 @@ fn training_devices(main: Device) -> Vec<Device> {
 
 /// AdamW with weight decay on weight matrices and embeddings only (not on norms or biases).
 fn optimizer(train: &TrainConfig) -> ModuleOptimizer {
-    let adamw = |decay: f64| {
-        AdamWConfig::new()
-            .with_beta_1(train.beta1)
-            .with_beta_2(train.beta2)
-            .with_epsilon(1e-8)
-            .with_weight_decay(decay as f32)
-    };
-    adamw(train.weight_decay).init().with_group(
+    let adamw = |decay: f64| AdamW::new(train.beta1, train.beta2, 1e-8, decay as f32);
+    ModuleOptimizer::from(adamw(train.weight_decay)).with_group(
         ParamGroup::from_any_predicates(vec!["gamma", "beta", "bias"]),
-        adamw(0.0).build(),
+        adamw(0.0),
         None,
     )
 }
