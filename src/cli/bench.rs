@@ -176,10 +176,12 @@ fn bench_train(args: BenchTrainArgs) -> anyhow::Result<()> {
         ms(phases.optimizer)
     );
     if let Some(flops) = flops_per_unit {
+        let achieved = flops * bench.units_per_s() / 1e9;
+        let peak = fma_peak_gflops();
         println!(
-            "achieved {:.1} GFLOP/s ({:.0} training FLOPs per token)",
-            flops * bench.units_per_s() / 1e9,
-            flops
+            "achieved {achieved:.1} GFLOP/s ({flops:.0} training FLOPs per token) = {:.0}% of \
+             this CPU's fp32 peak, {peak:.1} GFLOP/s (an FMA loop on every thread)",
+            100.0 * achieved / peak
         );
     }
     println!(
@@ -297,6 +299,40 @@ fn timed_runs(runs: usize, mut work: impl FnMut() -> aigc::Result<()>) -> anyhow
             Ok(started.elapsed().as_secs_f64())
         })
         .collect()
+}
+
+/// The fp32 peak of this CPU over the thread pool, in GFLOP/s: every thread runs independent
+/// 8-wide fused multiply-adds (12 chains, enough to cover the FMA latency) for a fixed count.
+fn fma_peak_gflops() -> f64 {
+    const ROUNDS: usize = 20_000_000;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        use std::arch::x86_64::*;
+        #[target_feature(enable = "avx2,fma")]
+        fn chains(rounds: usize) -> f32 {
+            let mut acc = [_mm256_set1_ps(0.0); 12];
+            let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+            for _ in 0..rounds {
+                for x in acc.iter_mut() {
+                    *x = _mm256_fmadd_ps(*x, a, b);
+                }
+            }
+            let mut lanes = [0.0f32; 8];
+            let sum = acc
+                .iter()
+                .fold(_mm256_set1_ps(0.0), |s, &x| _mm256_add_ps(s, x));
+            // SAFETY: `lanes` holds the 8 floats the store writes.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
+            lanes.iter().sum()
+        }
+        let started = Instant::now();
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        let sums = rayon::broadcast(|_| unsafe { chains(ROUNDS) });
+        std::hint::black_box(sums);
+        let flops = (rayon::current_num_threads() * ROUNDS * 12 * 8 * 2) as f64;
+        return flops / started.elapsed().as_secs_f64() / 1e9;
+    }
+    f64::NAN
 }
 
 /// The process's peak resident memory so far, in MiB (Linux `ru_maxrss` is in KiB).
