@@ -43,10 +43,13 @@ pub struct MetricsLog {
 
 impl MetricsLog {
     /// Opens `dir/metrics.jsonl`, dropping entries past `step` (left by an interrupted run that
-    /// is now resuming from an earlier checkpoint).
+    /// is now resuming from an earlier checkpoint). A missing `dir` is not created here: the
+    /// run's first checkpoint creates it whole, so a kill before then leaves nothing behind.
     pub fn open(dir: &Path, step: usize) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
         let path = dir.join(METRICS_FILE);
+        if !dir.exists() {
+            return Ok(Self { path });
+        }
         let kept: Vec<String> = match std::fs::read_to_string(&path) {
             Ok(text) => text
                 .lines()
@@ -76,7 +79,34 @@ impl MetricsLog {
     /// Copies the log into `dir` (a checkpoint being written).
     pub fn copy_into(&self, dir: &Path) -> Result<()> {
         let target = dir.join(METRICS_FILE);
+        if !self.path.exists() {
+            // the first checkpoint of a fresh run: nothing logged yet
+            return std::fs::write(&target, "").map_err(|e| Error::io("writing", &target, e));
+        }
         std::fs::copy(&self.path, &target).map_err(|e| Error::io("copying", &target, e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_log_creates_no_directory_until_the_first_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let log = MetricsLog::open(&run, 0).unwrap();
+        assert!(
+            !run.exists(),
+            "a kill now must leave no half-made run directory"
+        );
+        let checkpoint = dir.path().join("run.tmp");
+        std::fs::create_dir(&checkpoint).unwrap();
+        log.copy_into(&checkpoint).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(checkpoint.join(METRICS_FILE)).unwrap(),
+            ""
+        );
     }
 }
