@@ -280,15 +280,16 @@ impl Pipeline {
     }
 
     fn not_a(&self, wanted: Modality) -> Error {
-        let have = match self.model {
-            Loaded::Multi(..) => "joint".to_string(),
-            _ => self.modality().to_string(),
-        };
-        Error::Input(format!(
-            "{} is {} model; generating {wanted} needs {} model",
-            self.dir.display(),
-            with_article(&have),
-            with_article(&wanted.to_string())
-        ))
+        let dir = self.dir.display();
+        match self.model {
+            Loaded::Multi(..) => Error::Input(format!(
+                "{dir} is a joint model with no {wanted} part (it was trained without {wanted} data)"
+            )),
+            _ => Error::Input(format!(
+                "{dir} is {} model; generating {wanted} needs {} model",
+                with_article(&self.modality().to_string()),
+                with_article(&wanted.to_string())
+            )),
+        }
     }
 }

@@ -167,3 +167,53 @@ fn joint_data_arguments_are_checked() {
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("give one --data path"));
 }
+
+#[test]
+fn a_joint_run_keeps_only_the_parts_it_has_data_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    write_tiny_image_dataset(&images);
+    let out = dir.path().join("joint");
+    let image = format!("image={}", images.display());
+    let train = |out: &std::path::Path, data: &[&str]| {
+        let mut args = vec!["pretrain", "multi", "--preset", "tiny", "--steps", "2"];
+        args.extend(["--out", out.to_str().unwrap()]);
+        for d in data {
+            args.extend(["--data", d]);
+        }
+        aigc(&args)
+    };
+    let o = train(&out, &[&image]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // the checkpoint loads (an untrained audio part without statistics once made it fail)
+    let joint = Pipeline::load(&out).unwrap();
+    let flow = FlowGenerateOptions {
+        steps: 2,
+        ..FlowGenerateOptions::image()
+    };
+    assert_eq!(joint.generate_image(&[Some(2)], &flow).unwrap().len(), 1);
+    let err = joint.generate_audio(&[Some(0)], &flow).err().unwrap();
+    assert!(err.to_string().contains("no audio part"), "{err}");
+
+    // resuming with data for a part the model lacks is an error, not silently ignored
+    let clips = dir.path().join("clips");
+    write_tiny_audio_dataset(&clips);
+    let audio = format!("audio={}", clips.display());
+    let o = aigc(&[
+        "pretrain",
+        "multi",
+        "--resume",
+        "--out",
+        out.to_str().unwrap(),
+        "--data",
+        &image,
+        "--data",
+        &audio,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no audio part"),
+        "{err}"
+    );
+}

@@ -177,12 +177,14 @@ fn bench_train(args: BenchTrainArgs) -> anyhow::Result<()> {
     );
     if let Some(flops) = flops_per_unit {
         let achieved = flops * bench.units_per_s() / 1e9;
-        let peak = fma_peak_gflops();
-        println!(
-            "achieved {achieved:.1} GFLOP/s ({flops:.0} training FLOPs per token) = {:.0}% of \
-             this CPU's fp32 peak, {peak:.1} GFLOP/s (an FMA loop on every thread)",
-            100.0 * achieved / peak
-        );
+        let share = match fma_peak_gflops() {
+            Some(peak) => format!(
+                "{:.0}% of this CPU's fp32 peak, {peak:.1} GFLOP/s (an FMA loop on every thread)",
+                100.0 * achieved / peak
+            ),
+            None => "no AVX2/FMA peak measured on this CPU".to_string(),
+        };
+        println!("achieved {achieved:.1} GFLOP/s ({flops:.0} training FLOPs per token) = {share}");
     }
     println!(
         "tokens_per_s={:.1} peak_rss_mb={:.0}",
@@ -303,7 +305,8 @@ fn timed_runs(runs: usize, mut work: impl FnMut() -> aigc::Result<()>) -> anyhow
 
 /// The fp32 peak of this CPU over the thread pool, in GFLOP/s: every thread runs independent
 /// 8-wide fused multiply-adds (12 chains, enough to cover the FMA latency) for a fixed count.
-fn fma_peak_gflops() -> f64 {
+/// `None` where the CPU lacks AVX2 and FMA.
+fn fma_peak_gflops() -> Option<f64> {
     const ROUNDS: usize = 20_000_000;
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -330,9 +333,9 @@ fn fma_peak_gflops() -> f64 {
         let sums = rayon::broadcast(|_| unsafe { chains(ROUNDS) });
         std::hint::black_box(sums);
         let flops = (rayon::current_num_threads() * ROUNDS * 12 * 8 * 2) as f64;
-        return flops / started.elapsed().as_secs_f64() / 1e9;
+        return Some(flops / started.elapsed().as_secs_f64() / 1e9);
     }
-    f64::NAN
+    None
 }
 
 /// The process's peak resident memory so far, in MiB (Linux `ru_maxrss` is in KiB).

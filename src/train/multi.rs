@@ -275,15 +275,31 @@ struct Media {
     clips: Option<AudioData>,
 }
 
-/// Reads the images and clips at `paths` for the parts of `config`. With `fit_stats` (a
-/// fresh run) the audio part's codec statistics are first fitted on the training clips and
-/// stored in `config`; otherwise the config's own are used.
+/// Reads the images and clips at `paths` for the parts of `config`. A fresh run (`fresh`)
+/// first drops the parts it has no data for, so its checkpoints hold only trained parts,
+/// then fits the audio part's codec statistics on the training clips and stores them in
+/// `config`; a resumed run uses the config's own. Data for a part the model lacks is an
+/// error.
 fn load_media(
     paths: &MultiPaths,
     config: &mut MultiModelConfig,
-    fit_stats: bool,
+    fresh: bool,
     batch_size: usize,
 ) -> Result<Media> {
+    if fresh {
+        config.image = config.image.take().filter(|_| paths.image.is_some());
+        config.audio = config.audio.take().filter(|_| paths.audio.is_some());
+    }
+    for (modality, given, part) in [
+        (Modality::Image, &paths.image, config.image.is_some()),
+        (Modality::Audio, &paths.audio, config.audio.is_some()),
+    ] {
+        if given.is_some() && !part {
+            return Err(Error::Input(format!(
+                "{modality} data was given, but this joint model has no {modality} part"
+            )));
+        }
+    }
     let images = match (&paths.image, &config.image) {
         (Some(path), Some(part)) => Some(ImageData::load_splits(path, part.image, part.n_classes)?),
         _ => None,
@@ -291,7 +307,7 @@ fn load_media(
     let clips = match (&paths.audio, &mut config.audio) {
         (Some(path), Some(part)) => {
             let mut audio = part.with_core(&config.core);
-            let clips = match fit_stats {
+            let clips = match fresh {
                 true => AudioData::fit_splits(path, &mut audio, batch_size)?,
                 false => AudioData::load_splits(path, &audio, batch_size)?,
             };
