@@ -304,15 +304,39 @@ fn timed_runs(runs: usize, mut work: impl FnMut() -> aigc::Result<()>) -> anyhow
 }
 
 /// The fp32 peak of this CPU over the thread pool, in GFLOP/s: every thread runs independent
-/// 8-wide fused multiply-adds (12 chains, enough to cover the FMA latency) for a fixed count.
-/// `None` where the CPU lacks AVX2 and FMA.
+/// fused multiply-adds, 16-wide with AVX-512 (what the matmul kernels use where the CPU has
+/// it) or else 8-wide, in 12 chains (enough to cover the FMA latency) for a fixed count.
+/// `None` where the CPU has neither AVX-512 nor AVX2 with FMA.
 fn fma_peak_gflops() -> Option<f64> {
     const ROUNDS: usize = 20_000_000;
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    {
         use std::arch::x86_64::*;
+        let (lanes, kernel): (usize, fn(usize) -> f32) =
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked on this line).
+                (16, |rounds| unsafe { chains_avx512(rounds) })
+            } else if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX2 and FMA (checked on these lines).
+                (8, |rounds| unsafe { chains_avx2(rounds) })
+            } else {
+                return None;
+            };
+        #[target_feature(enable = "avx512f")]
+        fn chains_avx512(rounds: usize) -> f32 {
+            let mut acc = [_mm512_set1_ps(0.0); 12];
+            let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+            for _ in 0..rounds {
+                for x in acc.iter_mut() {
+                    *x = _mm512_fmadd_ps(*x, a, b);
+                }
+            }
+            acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+        }
         #[target_feature(enable = "avx2,fma")]
-        fn chains(rounds: usize) -> f32 {
+        fn chains_avx2(rounds: usize) -> f32 {
             let mut acc = [_mm256_set1_ps(0.0); 12];
             let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
             for _ in 0..rounds {
@@ -329,12 +353,12 @@ fn fma_peak_gflops() -> Option<f64> {
             lanes.iter().sum()
         }
         let started = Instant::now();
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        let sums = rayon::broadcast(|_| unsafe { chains(ROUNDS) });
+        let sums = rayon::broadcast(|_| kernel(ROUNDS));
         std::hint::black_box(sums);
-        let flops = (rayon::current_num_threads() * ROUNDS * 12 * 8 * 2) as f64;
+        let flops = (rayon::current_num_threads() * ROUNDS * 12 * lanes * 2) as f64;
         return Some(flops / started.elapsed().as_secs_f64() / 1e9);
     }
+    #[allow(unreachable_code)]
     None
 }
 

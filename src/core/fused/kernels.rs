@@ -73,19 +73,30 @@ fn tanh(x: f32) -> f32 {
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_CUBIC: f32 = 0.044_715;
 
-/// Runs `f` compiled for AVX2 when the CPU has it: vectorized 8-wide instead of baseline
-/// x86-64's 4. Pass `#[inline(always)]` closures, or `f` stays a baseline function. Both builds do the same IEEE operations in the same
-/// order (no FMA contraction), so the results are identical.
+/// Runs `f` compiled for AVX-512 or AVX2 when the CPU has it: vectorized 16- or 8-wide
+/// instead of baseline x86-64's 4. Pass `#[inline(always)]` closures, or `f` stays a baseline
+/// function. Every build does the same IEEE operations in the same order (no FMA
+/// contraction, reductions in [`LANES`] fixed partial sums), so the results are identical.
 #[inline(always)]
 pub(super) fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            #[target_feature(enable = "avx512f")]
+            fn avx512<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return unsafe { avx512(f) };
         }
-        // SAFETY: the CPU supports AVX2 (checked above).
-        return unsafe { avx2(f) };
+        if std::arch::is_x86_feature_detected!("avx2") {
+            #[target_feature(enable = "avx2")]
+            fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            // SAFETY: the CPU supports AVX2 (checked above).
+            return unsafe { avx2(f) };
+        }
     }
     f()
 }
