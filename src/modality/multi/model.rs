@@ -5,12 +5,15 @@
 //!
 //! ```text
 //! prompt: [pad] ... [pad] [a] [ ] [s] [e] [v] [e] [n] [image]   then patches (or length + units)
-//! label:  [pad] ... [pad] [pad] ...               [pad] [class 7]
-//! none:   [pad] ... [pad] [pad] ...               [pad] [no condition]
+//! label:  [class 7] ...                      [class 7] [class 7]
+//! none:   [no condition] ...            [no condition] [no condition]
 //! ```
 //!
 //! The last slot tells the core what comes next: a modality's class or "no condition" token,
 //! or its "prompt ends" token. "No condition" is what classifier-free guidance contrasts with.
+//! A class fills every slot rather than following padding: with 22 pad slots before it, an
+//! image-only run learned label conditioning markedly slower (500 steps: 40.9% conditional
+//! accuracy, against 54.2% for the image model's single class token).
 
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
@@ -42,9 +45,9 @@ pub struct MultiModel {
     /// `[V, D]`: token embeddings, the tied text head, and the prompt reader.
     pub(super) tok_embed: Embedding,
     /// `[1, D]`: an empty prompt slot.
-    pad: Embedding,
+    pub(super) pad: Embedding,
     core: Transformer,
-    image: Option<ImageAdapter>,
+    pub(super) image: Option<ImageAdapter>,
     audio: Option<AudioAdapter>,
     prompt_len: usize,
     /// Training only (see [`MultiModelConfig::mix`]).
@@ -57,9 +60,9 @@ pub struct MultiModel {
 #[derive(Module, Debug)]
 pub struct ImageAdapter {
     /// `[n_classes + 1, D]`; the last row is "no condition".
-    class_embed: Embedding,
+    pub(super) class_embed: Embedding,
     /// `[1, D]`: "the prompt ends; an image follows".
-    prompt_end: Embedding,
+    pub(super) prompt_end: Embedding,
     patch_embed: Linear,
     head: FlowHead,
     n_classes: usize,
@@ -232,7 +235,7 @@ impl MultiModel {
     ///
     /// # Shapes
     /// - returns `[B, prompt_len + 1, D]`.
-    fn prefix(
+    pub(super) fn prefix(
         &self,
         modality: Modality,
         conditions: &[Condition],
@@ -294,12 +297,16 @@ impl MultiModel {
         let d = self.pad.weight.val().dims()[1];
         let is_pad = float(is_pad, [b, l, 1]);
         let pad = self.pad.weight.val().reshape([1, 1, d]);
-        let tokens =
+        let prompt =
             self.tok_embed.forward(int(ids, [b, l])) * (is_pad.clone().neg() + 1.0) + pad * is_pad; // (B, L, D)
         let is_prompt = float(is_prompt, [b, 1, 1]);
+        let is_class = is_prompt.clone().neg() + 1.0;
+        let class = class_embed.forward(int(last, [b, 1])); // (B, 1, D)
+                                                            // A class (or "no condition") fills every slot, so no attention is spent on padding.
+        let tokens =
+            prompt * is_prompt.clone() + class.clone().expand([b, l, d]) * is_class.clone();
         let end = prompt_end.weight.val().reshape([1, 1, d]);
-        let last = class_embed.forward(int(last, [b, 1])) * (is_prompt.clone().neg() + 1.0)
-            + end * is_prompt; // (B, 1, D)
+        let last = class * is_class + end * is_prompt; // (B, 1, D)
         Ok(Tensor::cat(vec![tokens, last], 1))
     }
 

@@ -7,6 +7,7 @@ use crate::modality::audio::AudioModelConfig;
 use crate::modality::continuous::FlowGenerateOptions;
 use crate::modality::flow::FlowTime;
 use crate::modality::image::ImageModelConfig;
+use crate::modality::Modality;
 
 pub(crate) fn tiny() -> MultiModelConfig {
     let audio = AudioModelConfig::tiny();
@@ -139,4 +140,38 @@ fn bad_conditions_and_configs_are_errors() {
     };
     let err = short.validate().unwrap_err().to_string();
     assert!(err.contains("must hold 15 positions"), "{err}");
+}
+
+/// A class fills every slot of the prefix (no padding to attend to); a prompt is left-padded
+/// and ends with the modality's "prompt ends" token.
+#[test]
+fn a_class_fills_the_prefix_and_a_prompt_is_padded() {
+    let device = crate::default_device();
+    let model = tiny().init(&device).unwrap();
+    let conditions = [
+        Condition::Label(1),
+        Condition::Unconditional,
+        Condition::Prompt(vec![7, 9]),
+    ];
+    let prefix = model.prefix(Modality::Image, &conditions, &device).unwrap(); // (3, 7, D)
+    let d = prefix.dims()[2];
+    assert_eq!(prefix.dims(), [3, 7, d]);
+    let image = model.image.as_ref().unwrap();
+    let class = image.class_embed.weight.val();
+    let slot = |row: usize, at: usize| {
+        prefix
+            .clone()
+            .narrow(0, row, 1)
+            .narrow(1, at, 1)
+            .reshape([1, d])
+    };
+    let same = |a: Tensor<2>, b: Tensor<2>| a.into_data().assert_eq(&b.into_data(), true);
+    for at in 0..7 {
+        same(slot(0, at), class.clone().narrow(0, 1, 1));
+        same(slot(1, at), class.clone().narrow(0, 3, 1)); // row n_classes: "no condition"
+    }
+    same(slot(2, 0), model.pad.weight.val());
+    same(slot(2, 4), model.tok_embed.weight.val().narrow(0, 7, 1));
+    same(slot(2, 5), model.tok_embed.weight.val().narrow(0, 9, 1));
+    same(slot(2, 6), image.prompt_end.weight.val());
 }
