@@ -301,8 +301,8 @@ impl MultiModel {
             self.tok_embed.forward(int(ids, [b, l])) * (is_pad.clone().neg() + 1.0) + pad * is_pad; // (B, L, D)
         let is_prompt = float(is_prompt, [b, 1, 1]);
         let is_class = is_prompt.clone().neg() + 1.0;
+        // A class (or "no condition") fills every slot, so no attention is spent on padding.
         let class = class_embed.forward(int(last, [b, 1])); // (B, 1, D)
-                                                            // A class (or "no condition") fills every slot, so no attention is spent on padding.
         let tokens =
             prompt * is_prompt.clone() + class.clone().expand([b, l, d]) * is_class.clone();
         let end = prompt_end.weight.val().reshape([1, 1, d]);
