@@ -10,11 +10,10 @@ use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::cache::{values, LayerCache};
-use super::matvec::linear;
+use super::cache::LayerCache;
+use super::matvec::{linear, linear_row};
 use super::rope::Rope;
 use super::{dropout, TransformerConfig, INIT_STD};
-use crate::device::is_cpu;
 
 /// Causal self-attention.
 #[derive(Module, Debug)]
@@ -76,27 +75,43 @@ impl Attention {
             q = rope.apply(q, start);
             k = rope.apply(k, start);
         }
-        let device = q.device();
-        let y = match cache {
-            // One sequence, one new position: attend over the cache in place.
-            Some(cache) if b * t == 1 && !device.is_autodiff() && is_cpu(&device) => {
-                let y = cache.attend_one(&values(q), &values(k), &values(v), h, self.max_seq_len);
-                Tensor::from_data(TensorData::new(y, [b, t, d]), &device)
-            }
-            cache => {
-                let (k, v) = match cache {
-                    Some(cache) => cache.append(k, v), // (B, H, S + T, hd)
-                    None => (k, v),
-                };
-                let y = if device.is_autodiff() {
-                    manual_attention(q, k, v, dropout_prob)
-                } else {
-                    fused_attention(q, k, v)
-                };
-                y.swap_dims(1, 2).reshape([b, t, d]) // (B, T, D)
-            }
+        // (One sequence decoding one position on the CPU takes `forward_row` instead.)
+        let (k, v) = match cache {
+            Some(cache) => cache.append(k, v), // (B, H, S + T, hd)
+            None => (k, v),
         };
+        let y = if q.device().is_autodiff() {
+            manual_attention(q, k, v, dropout_prob)
+        } else {
+            fused_attention(q, k, v)
+        };
+        let y = y.swap_dims(1, 2).reshape([b, t, d]); // (B, T, D)
         dropout(linear(&self.proj, y), dropout_prob)
+    }
+}
+
+impl Attention {
+    /// One decoding step of one sequence on raw rows: `x` is `[D]` (already normalised);
+    /// returns the attention output `[D]`, or `None` off the CPU backend (known from the
+    /// first parameter read, before `cache` changes).
+    pub(super) fn forward_row(
+        &self,
+        x: &[f32],
+        rope: Option<&Rope>,
+        cache: &mut LayerCache,
+        pos: usize,
+    ) -> Option<Vec<f32>> {
+        let mut qkv = linear_row(&self.qkv, x)?;
+        let d = x.len();
+        let (q, kv) = qkv.split_at_mut(d);
+        let (k, v) = kv.split_at_mut(d);
+        if let Some(rope) = rope {
+            let head_dim = d / self.n_heads;
+            rope.apply_row(q, head_dim, pos)?;
+            rope.apply_row(k, head_dim, pos)?;
+        }
+        let y = cache.attend_one(q, k, v, self.n_heads, self.max_seq_len);
+        linear_row(&self.proj, &y)
     }
 }
 

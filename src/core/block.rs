@@ -9,7 +9,7 @@ use burn::module::Param;
 use super::attention::Attention;
 use super::cache::LayerCache;
 use super::fused::{self, tracked, BlockInputs, Tracked};
-use super::matvec::linear;
+use super::matvec::{layer_norm_row, linear, linear_row};
 use super::rope::Rope;
 use super::{dropout, Activation, TransformerConfig, INIT_STD};
 
@@ -88,6 +88,26 @@ impl Block {
 }
 
 impl Block {
+    /// One decoding step of one sequence on a raw row `x` (`[D]`, updated in place), without
+    /// burn's per-op overhead. `None` off the CPU backend, which the first parameter read
+    /// tells before anything has changed.
+    pub(super) fn forward_row(
+        &self,
+        x: &mut [f32],
+        rope: Option<&Rope>,
+        cache: &mut LayerCache,
+        pos: usize,
+    ) -> Option<()> {
+        let h = layer_norm_row(&self.norm_attn, x)?;
+        let a = self.attn.forward_row(&h, rope, cache, pos)?;
+        x.iter_mut().zip(&a).for_each(|(x, a)| *x += a);
+        let h = linear_row(&self.mlp.fc_in, &layer_norm_row(&self.norm_mlp, x)?)?;
+        let h = fused::kernels::activate(self.mlp.activation, &h);
+        let m = linear_row(&self.mlp.fc_out, &h)?;
+        x.iter_mut().zip(&m).for_each(|(x, m)| *x += m);
+        Some(())
+    }
+
     /// The forward pass as one hand-differentiated graph node ([`fused`]), when training on
     /// the CPU backend; `None` elsewhere.
     pub(super) fn fused_forward(&self, x: &Tensor<3>) -> Option<Tensor<3>> {

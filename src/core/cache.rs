@@ -193,7 +193,7 @@ impl HostKv {
 }
 
 /// The elements of `t` in row-major order.
-pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .try_into_vec::<f32>()
         .expect("cached keys and values are f32")

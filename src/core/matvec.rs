@@ -2,16 +2,18 @@
 //!
 //! Decoding one position at a time multiplies a single row by every weight matrix, so it is
 //! bound by how fast the weights stream from memory. burn's matmul runs such a product on one
-//! thread; here the matrix's rows are split into two contiguous blocks, one multiplied on the
-//! calling thread and one on the spinning decode helper ([`super::spin`]), each with the same
-//! `gemm` kernel, and the partial rows are summed. On the 2-core machine this streams the
-//! nanoGPT-big weights 1.2-1.7x faster.
+//! thread; here the matrix's rows are cut into blocks that the calling thread and the spinning
+//! decode helper ([`super::spin`]) claim in turn, each with the same `gemm` kernel, and the
+//! partial rows are summed in block order. On the 2-core machine this streams the nanoGPT-big
+//! weights 1.2-1.7x faster.
 //! Anything else (other backends, autodiff, several rows, non-contiguous weights) goes
 //! through burn's own `Linear::forward`.
 
-use burn::nn::Linear;
+use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
 use burn_flex::{Flex, FlexTensor};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// Weights (elements) below which handing half to another thread costs more than it saves: the
 /// nanoGPT-small matrices (at most 65k) run on one thread, the nanoGPT-big ones (147k-590k)
@@ -38,7 +40,20 @@ pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
 /// `x · weight + bias` for a one-row `x`, or `None` when a tensor is not a contiguous f32
 /// tensor on the CPU backend.
 fn row_times(x: &Tensor<3>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<1>> {
-    let (x_flex, w_flex) = (flex_f32(x.clone())?, flex_f32(weight.clone())?);
+    let x_flex = flex_f32(x.clone())?;
+    let y = row_linear(contiguous(&x_flex)?, weight, bias)?;
+    let n = y.len();
+    Some(Tensor::from_data(TensorData::new(y, [n]), &x.device()))
+}
+
+/// `x · weight + bias` for a row given as a slice, or `None` when a parameter is not a
+/// contiguous f32 tensor on the CPU backend.
+fn row_linear(x: &[f32], weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Vec<f32>> {
+    let [k, n] = weight.dims();
+    if x.len() != k {
+        return None;
+    }
+    let w_flex = flex_f32(weight.clone())?;
     let b_flex = match bias {
         Some(b) => Some(flex_f32(b.clone())?),
         None => None,
@@ -47,9 +62,35 @@ fn row_times(x: &Tensor<3>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Opt
         Some(b) => Some(contiguous(b)?),
         None => None,
     };
-    let n = weight.dims()[1];
-    let y = matvec(contiguous(&x_flex)?, contiguous(&w_flex)?, n, b);
-    Some(Tensor::from_data(TensorData::new(y, [n]), &x.device()))
+    Some(matvec(x, contiguous(&w_flex)?, n, b))
+}
+
+/// `layer.forward` of one row held in a slice (see [`row_linear`]).
+pub(crate) fn linear_row(layer: &Linear, x: &[f32]) -> Option<Vec<f32>> {
+    let bias = layer.bias.as_ref().map(|b| b.val());
+    row_linear(x, &layer.weight.val(), bias.as_ref())
+}
+
+/// `norm.forward` of one row held in a slice, or `None` off the CPU backend. The core's norms
+/// use burn's default epsilon, as the fused kernels do.
+pub(crate) fn layer_norm_row(norm: &LayerNorm, x: &[f32]) -> Option<Vec<f32>> {
+    let gamma = flex_f32(norm.gamma.val())?;
+    let beta = match &norm.beta {
+        Some(b) => Some(flex_f32(b.val())?),
+        None => None,
+    };
+    let beta = match &beta {
+        Some(b) => Some(contiguous(b)?),
+        None => None,
+    };
+    let (out, _, _) = super::fused::kernels::layer_norm(x, x.len(), contiguous(&gamma)?, beta);
+    Some(out)
+}
+
+/// The elements of a one-row f32 tensor on the CPU backend.
+pub(crate) fn row_values<const D: usize>(x: Tensor<D>) -> Option<Vec<f32>> {
+    let flex = flex_f32(x)?;
+    contiguous(&flex).map(<[f32]>::to_vec)
 }
 
 fn flex_f32<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
@@ -68,9 +109,15 @@ fn contiguous(t: &FlexTensor) -> Option<&[f32]> {
         .get(start..start + layout.shape().num_elements())
 }
 
+/// Row blocks a split product is cut into. The two threads claim blocks in turn, so the one
+/// that runs slower (the helper's share of the weights streams ~20% slower on a 2-core Xeon)
+/// takes fewer; the blocks' partial products are summed in block order, so the result does
+/// not depend on which thread ran which block.
+const BLOCKS: usize = 8;
+
 /// `x · w + bias`, `w` being `[x.len(), n]` row-major. Large products with two or more
-/// threads allowed are split into two row blocks, one on the calling thread and one on the
-/// spinning decode helper ([`super::spin`]).
+/// threads allowed are cut into [`BLOCKS`] row blocks, shared out between the calling thread
+/// and the spinning decode helper ([`super::spin`]).
 pub(crate) fn matvec(x: &[f32], w: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
     let k = x.len();
     assert_eq!(w.len(), k * n, "matvec: weight is not [{k}, {n}]");
@@ -78,20 +125,28 @@ pub(crate) fn matvec(x: &[f32], w: &[f32], n: usize, bias: Option<&[f32]>) -> Ve
         Some(b) => b.to_vec(),
         None => vec![0.0; n],
     };
-    if k < 2 || k * n < MIN_PARALLEL_ELEMENTS || rayon::current_num_threads() < 2 {
+    if k < BLOCKS || k * n < MIN_PARALLEL_ELEMENTS || rayon::current_num_threads() < 2 {
         let mut product = vec![0.0f32; n];
         gemv(x, w, &mut product);
         y.iter_mut().zip(&product).for_each(|(a, b)| *a += b);
         return y;
     }
-    let half = k / 2;
-    let (mut top, mut bottom) = (vec![0.0f32; n], vec![0.0f32; n]);
-    super::spin::join(
-        || gemv(&x[..half], &w[..half * n], &mut top),
-        || gemv(&x[half..], &w[half * n..], &mut bottom),
-    );
-    for ((a, t), b) in y.iter_mut().zip(&top).zip(&bottom) {
-        *a += t + b;
+    let rows = k.div_ceil(BLOCKS);
+    let mut partials = vec![0.0f32; BLOCKS * n];
+    let blocks: Vec<Mutex<&mut [f32]>> = partials.chunks_mut(n).map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Relaxed);
+        let Some(block) = blocks.get(i) else { break };
+        let start = (i * rows).min(k);
+        let end = (start + rows).min(k);
+        let mut out = block.lock().expect("each block is claimed once");
+        gemv(&x[start..end], &w[start * n..end * n], &mut out);
+    };
+    super::spin::join(work, work);
+    drop(blocks);
+    for partial in partials.chunks(n) {
+        y.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
     }
     y
 }

@@ -53,4 +53,21 @@ impl Rope {
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3); // (-x2, x1)
         x * cos + rotated * sin
     }
+
+    /// [`Rope::apply`] for one position `pos` of a raw row `x` (`[H, hd]`, in place); `None`
+    /// off the CPU backend.
+    pub fn apply_row(&self, x: &mut [f32], head_dim: usize, pos: usize) -> Option<()> {
+        let row = |table: &Tensor<2>| super::matvec::row_values(table.clone().narrow(0, pos, 1));
+        let (cos, sin) = (row(&self.cos)?, row(&self.sin)?);
+        let half = head_dim / 2;
+        for head in x.chunks_exact_mut(head_dim) {
+            let (x1, x2) = head.split_at_mut(half);
+            for i in 0..half {
+                let (a, b) = (x1[i], x2[i]);
+                x1[i] = a * cos[i] + -b * sin[i];
+                x2[i] = b * cos[half + i] + a * sin[half + i];
+            }
+        }
+        Some(())
+    }
 }

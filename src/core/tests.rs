@@ -26,7 +26,11 @@ fn configs() -> Vec<TransformerConfig> {
         bias: true,
         ..TransformerConfig::tiny()
     };
-    vec![rope, learned]
+    let plain = TransformerConfig {
+        positions: Positions::Learned,
+        ..TransformerConfig::tiny() // squared ReLU, no biases
+    };
+    vec![rope, learned, plain]
 }
 
 #[test]

@@ -141,7 +141,7 @@ fn sum(a: &[f32]) -> f32 {
 const ELEMENTS_PER_TASK: usize = 1 << 14;
 
 /// The activation `act(pre)`, element-wise, in parallel.
-pub(super) fn activate(act: Activation, pre: &[f32]) -> Vec<f32> {
+pub(crate) fn activate(act: Activation, pre: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0; pre.len()];
     out.par_chunks_mut(ELEMENTS_PER_TASK)
         .zip(pre.par_chunks(ELEMENTS_PER_TASK))
@@ -216,7 +216,7 @@ fn activate_backward_chunk(act: Activation, pre: &[f32], grad: &mut [f32]) {
 
 /// LayerNorm over rows of width `d`: `out = x̂ · gamma + beta` with `x̂ = (x - mean) · rstd`.
 /// Also returns `x̂` and each row's `rstd` for the backward pass.
-pub(super) fn layer_norm(
+pub(crate) fn layer_norm(
     x: &[f32],
     d: usize,
     gamma: &[f32],

@@ -13,7 +13,7 @@
 mod attention;
 mod block;
 mod gemm;
-mod kernels;
+pub(crate) mod kernels;
 #[cfg(test)]
 mod tests;
 
