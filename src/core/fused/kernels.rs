@@ -78,7 +78,7 @@ const GELU_CUBIC: f32 = 0.044_715;
 /// function. Every build does the same IEEE operations in the same order (no FMA
 /// contraction, reductions in [`LANES`] fixed partial sums), so the results are identical.
 #[inline(always)]
-pub(super) fn simd<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
