@@ -1,8 +1,10 @@
 //! Causal multi-head self-attention with a fused q/k/v projection and an optional KV cache.
 //!
 //! Under autodiff the scores are computed by hand (`softmax(QKᵀ/√hd)V`), which burn 0.22
-//! differentiates faster than its fused op; without autodiff (scoring, generation) the fused
-//! `attention` op is about 3x faster on the CPU backend (see BURN_NOTES.md, section 3).
+//! differentiates faster than its fused op; without autodiff (scoring, batched generation) the
+//! fused `attention` op is about 3x faster on the CPU backend (see BURN_NOTES.md, section 3).
+//! One sequence decoding one position on the CPU attends over its cache in place
+//! ([`Attention::forward_row`]).
 
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
@@ -111,7 +113,7 @@ impl Attention {
             rope.apply_row(k, head_dim, pos)?;
         }
         let y = cache.attend_one(q, k, v, self.n_heads, self.max_seq_len);
-        linear_row(&self.proj, &y)
+        Some(linear_row(&self.proj, &y).expect("proj is on qkv's backend"))
     }
 }
 

@@ -100,11 +100,13 @@ impl Block {
     ) -> Option<()> {
         let h = layer_norm_row(&self.norm_attn, x)?;
         let a = self.attn.forward_row(&h, rope, cache, pos)?;
-        x.iter_mut().zip(&a).for_each(|(x, a)| *x += a);
-        let h = linear_row(&self.mlp.fc_in, &layer_norm_row(&self.norm_mlp, x)?)?;
+        // The cache has changed: from here on, a parameter off the CPU backend is a bug.
+        let cpu = "every parameter of a block is on one backend";
+        add_to(x, &a);
+        let h = layer_norm_row(&self.norm_mlp, x).expect(cpu);
+        let h = linear_row(&self.mlp.fc_in, &h).expect(cpu);
         let h = fused::kernels::activate(self.mlp.activation, &h);
-        let m = linear_row(&self.mlp.fc_out, &h)?;
-        x.iter_mut().zip(&m).for_each(|(x, m)| *x += m);
+        add_to(x, &linear_row(&self.mlp.fc_out, &h).expect(cpu));
         Some(())
     }
 
@@ -141,6 +143,11 @@ impl Block {
             activation,
         }))
     }
+}
+
+/// `x += y`, element-wise.
+fn add_to(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
 }
 
 /// An optional bias as a [`tracked`] tensor: `Some(None)` when absent, `None` off the CPU

@@ -6,8 +6,8 @@ use super::matvec::row_times_matrix;
 
 /// Keys and values of every layer for the positions decoded so far.
 ///
-/// Each step appends the new positions' K/V (`Tensor::cat` on the time axis), so decoding
-/// never recomputes the prefix.
+/// Each step appends the new positions' K/V (`Tensor::cat` on the time axis, or in place while
+/// one sequence decodes one position at a time), so decoding never recomputes the prefix.
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<LayerCache>,

@@ -1,13 +1,13 @@
-//! One-row linear layers for decoding on the CPU backend.
+//! One-row layers (linear, LayerNorm) on raw rows, for decoding on the CPU backend.
 //!
 //! Decoding one position at a time multiplies a single row by every weight matrix, so it is
 //! bound by how fast the weights stream from memory. burn's matmul runs such a product on one
 //! thread; here the matrix's rows are cut into blocks that the calling thread and the spinning
-//! decode helper ([`super::spin`]) claim in turn, each with the same `gemm` kernel, and the
-//! partial rows are summed in block order. On the 2-core machine this streams the nanoGPT-big
+//! decode helper ([`super::spin`]) claim in turn, each with the same kernel ([`gemv`]), and
+//! the partial rows are summed in block order. On the 2-core machine this streams the nanoGPT-big
 //! weights 1.2-1.7x faster.
-//! Anything else (other backends, autodiff, several rows, non-contiguous weights) goes
-//! through burn's own `Linear::forward`.
+//! [`linear`] sends anything else (other backends, autodiff, several rows, non-contiguous
+//! weights) through burn's own `Linear::forward`; the `_row` functions return `None` for it.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -18,7 +18,7 @@ use burn_flex::{Flex, FlexTensor};
 
 use super::fused::kernels::simd;
 
-/// Weights (elements) below which handing half to another thread costs more than it saves: the
+/// Weights (elements) below which sharing a product with another thread costs more than it saves: the
 /// nanoGPT-small matrices (at most 65k) run on one thread, the nanoGPT-big ones (147k-590k)
 /// are split.
 const MIN_PARALLEL_ELEMENTS: usize = 1 << 17;
@@ -44,48 +44,36 @@ pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
 /// tensor on the CPU backend.
 fn row_times(x: &Tensor<3>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<1>> {
     let x_flex = flex_f32(x.clone())?;
-    let y = row_linear(contiguous(&x_flex)?, weight, bias)?;
+    let y = affine_row(contiguous(&x_flex)?, weight, bias)?;
     let n = y.len();
     Some(Tensor::from_data(TensorData::new(y, [n]), &x.device()))
 }
 
 /// `x · weight + bias` for a row given as a slice, or `None` when a parameter is not a
 /// contiguous f32 tensor on the CPU backend.
-fn row_linear(x: &[f32], weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Vec<f32>> {
+fn affine_row(x: &[f32], weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Vec<f32>> {
     let [k, n] = weight.dims();
     if x.len() != k {
         return None;
     }
     let w_flex = flex_f32(weight.clone())?;
-    let b_flex = match bias {
-        Some(b) => Some(flex_f32(b.clone())?),
-        None => None,
-    };
-    let b = match &b_flex {
-        Some(b) => Some(contiguous(b)?),
-        None => None,
-    };
+    let b_flex = optional_flex(bias.cloned())?;
+    let b = optional_slice(&b_flex)?;
     Some(matvec(x, contiguous(&w_flex)?, n, b))
 }
 
-/// `layer.forward` of one row held in a slice (see [`row_linear`]).
+/// `layer.forward` of one row held in a slice (see [`affine_row`]).
 pub(crate) fn linear_row(layer: &Linear, x: &[f32]) -> Option<Vec<f32>> {
     let bias = layer.bias.as_ref().map(|b| b.val());
-    row_linear(x, &layer.weight.val(), bias.as_ref())
+    affine_row(x, &layer.weight.val(), bias.as_ref())
 }
 
 /// `norm.forward` of one row held in a slice, or `None` off the CPU backend. The core's norms
 /// use burn's default epsilon, as the fused kernels do.
 pub(crate) fn layer_norm_row(norm: &LayerNorm, x: &[f32]) -> Option<Vec<f32>> {
     let gamma = flex_f32(norm.gamma.val())?;
-    let beta = match &norm.beta {
-        Some(b) => Some(flex_f32(b.val())?),
-        None => None,
-    };
-    let beta = match &beta {
-        Some(b) => Some(contiguous(b)?),
-        None => None,
-    };
+    let beta = optional_flex(norm.beta.as_ref().map(|b| b.val()))?;
+    let beta = optional_slice(&beta)?;
     let (out, _, _) = super::fused::kernels::layer_norm(x, x.len(), contiguous(&gamma)?, beta);
     Some(out)
 }
@@ -99,6 +87,22 @@ pub(crate) fn row_values<const D: usize>(x: Tensor<D>) -> Option<Vec<f32>> {
 fn flex_f32<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
     let t = t.try_into_primitive::<Flex>().ok()?;
     (t.dtype() == burn::tensor::DType::F32).then_some(t)
+}
+
+/// An optional parameter on the CPU backend: `Some(None)` when absent, `None` elsewhere.
+fn optional_flex<const D: usize>(t: Option<Tensor<D>>) -> Option<Option<FlexTensor>> {
+    match t {
+        Some(t) => Some(Some(flex_f32(t)?)),
+        None => Some(None),
+    }
+}
+
+/// The elements of an optional contiguous tensor: `Some(None)` when absent.
+fn optional_slice(t: &Option<FlexTensor>) -> Option<Option<&[f32]>> {
+    match t {
+        Some(t) => contiguous(t).map(Some),
+        None => Some(None),
+    }
 }
 
 /// The elements of a contiguous tensor, in order.
@@ -143,7 +147,7 @@ pub(crate) fn matvec(x: &[f32], w: &[f32], n: usize, bias: Option<&[f32]>) -> Ve
         let Some(block) = blocks.get(i) else { break };
         let start = (i * rows).min(k);
         let end = (start + rows).min(k);
-        let mut out = block.lock().expect("each block is claimed once");
+        let mut out = block.lock().expect("no block's product panicked");
         gemv(&x[start..end], &w[start * n..end * n], &mut out);
     };
     super::spin::join(work, work);
@@ -161,12 +165,16 @@ pub(crate) fn matvec(x: &[f32], w: &[f32], n: usize, bias: Option<&[f32]>) -> Ve
 fn gemv(x: &[f32], w: &[f32], y: &mut [f32]) {
     assert_eq!(w.len(), x.len() * y.len());
     y.fill(0.0);
+    if y.is_empty() {
+        return;
+    }
     simd(
         #[inline(always)]
         || gemv_rows(x, w, y),
     );
 }
 
+/// The body of [`gemv`] (`y` zeroed and not empty), inlined into each [`simd`] variant.
 #[inline(always)]
 fn gemv_rows(x: &[f32], w: &[f32], y: &mut [f32]) {
     let n = y.len();
@@ -251,11 +259,14 @@ mod tests {
 
     #[test]
     fn matvec_sums_every_row_block_once() {
-        let (k, n) = (1000, 200); // above MIN_PARALLEL_ELEMENTS: split on a multi-core machine
-        let w: Vec<f32> = (0..k * n).map(|i| (i % n) as f32).collect();
-        let bias: Vec<f32> = (0..n).map(|j| j as f32 / 2.0).collect();
-        let y = matvec(&vec![1.0; k], &w, n, Some(&bias));
-        let expected: Vec<f32> = (0..n).map(|j| (k * j) as f32 + j as f32 / 2.0).collect();
-        assert_eq!(y, expected);
+        // Above MIN_PARALLEL_ELEMENTS (split on a multi-core machine); 1001 rows leave a short
+        // last block and a tail of rows that do not fill a group of four.
+        for (k, n) in [(1000, 200), (1001, 200)] {
+            let w: Vec<f32> = (0..k * n).map(|i| (i % n) as f32).collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 / 2.0).collect();
+            let y = matvec(&vec![1.0; k], &w, n, Some(&bias));
+            let expected: Vec<f32> = (0..n).map(|j| (k * j) as f32 + j as f32 / 2.0).collect();
+            assert_eq!(y, expected, "k = {k}");
+        }
     }
 }

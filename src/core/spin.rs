@@ -28,7 +28,7 @@ struct Helper {
     thread: Thread,
 }
 
-/// One caller at a time; a second concurrent caller runs both halves itself.
+/// One caller at a time; a second concurrent caller runs both jobs itself.
 static CALLER: Mutex<()> = Mutex::new(());
 static HELPER: OnceLock<&'static Helper> = OnceLock::new();
 

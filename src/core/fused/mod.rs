@@ -9,6 +9,7 @@
 //!
 //! Used under autodiff on the CPU backend (`Flex`) for blocks without dropout or rotary
 //! positions; everything else takes the op-by-op path, which the tests compare this one with.
+//! One-sequence decoding ([`super::Transformer`]) reuses the LayerNorm and activation kernels.
 
 mod attention;
 mod block;
