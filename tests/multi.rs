@@ -220,3 +220,39 @@ fn a_joint_run_keeps_only_the_parts_it_has_data_for() {
         "{err}"
     );
 }
+
+/// A modality's loss weight scales what training minimises for it: the first step's loss (same
+/// seed, same batch) is exactly half with the image weight at 0.5.
+#[test]
+fn loss_weights_scale_each_modality_s_training_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    write_tiny_image_dataset(&images);
+    let image = format!("image={}", images.display());
+    let first_loss = |weight: f64| {
+        let mut recipe = aigc::train::MultiRecipe::tiny();
+        recipe.model.loss_weights.image = weight;
+        recipe.train.steps = 1;
+        let config = dir.path().join(format!("recipe-{weight}.json"));
+        std::fs::write(&config, serde_json::to_string(&recipe).unwrap()).unwrap();
+        let out = dir.path().join(format!("run-{weight}"));
+        let o = aigc(&[
+            "pretrain",
+            "multi",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--data",
+            &image,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        losses(&out)[0].1
+    };
+    let (full, half) = (first_loss(1.0), first_loss(0.5));
+    assert!(full > 0.0);
+    assert!(
+        (half - full / 2.0).abs() < 1e-6 * full,
+        "{half} vs {full} / 2"
+    );
+}

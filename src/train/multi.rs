@@ -1,5 +1,6 @@
 //! The joint front of the training loop: one core trained on text, images and audio at once.
-//! Each step draws one modality (with the recipe's mix weights) and a batch of it; image and
+//! Each step draws one modality (with the recipe's mix weights) and a batch of it, and scales
+//! its loss by the modality's loss weight (the logged training loss is the scaled one); image and
 //! audio examples are conditioned on their label, on a caption built from it (one of the
 //! training phrasings in `modality::multi::prompts`), or on nothing (label dropout).
 
@@ -70,11 +71,8 @@ impl MultiRecipe {
                     input_noise: audio.input_noise,
                     flow_time: audio.flow_time,
                 }),
-                mix: Mix {
-                    text: 1.0,
-                    image: 1.0,
-                    audio: 1.0,
-                },
+                mix: Mix::even(),
+                loss_weights: Mix::even(),
                 prompt_fraction: 0.5,
             },
             train: TrainConfig {
@@ -169,7 +167,14 @@ impl Trainable for MultiModel {
     ) -> Tensor<1> {
         let b = train.batch_size;
         let checked = "labels and captions were checked when the data loaded";
-        match self.pick_modality(data, rng) {
+        let modality = self.pick_modality(data, rng);
+        let weights = self.loss_weights();
+        let weight = match modality {
+            Modality::Text => weights.text,
+            Modality::Image => weights.image,
+            Modality::Audio => weights.audio,
+        };
+        let loss = match modality {
             Modality::Text => {
                 let corpus = data.text.as_ref().expect("picked modalities have data");
                 let (x, y) = corpus.random_batch(Split::Train, b, train.seq_len, rng);
@@ -196,7 +201,8 @@ impl Trainable for MultiModel {
                 let (units, lengths, _) = clips.train.batch(&indices, |_| None, device);
                 self.audio_loss(units, &lengths, &conds).expect(checked)
             }
-        }
+        };
+        loss * weight
     }
 
     /// The mix-weighted mean of each modality's validation loss (label-conditioned).

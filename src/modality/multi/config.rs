@@ -63,6 +63,12 @@ pub struct MultiModelConfig {
     pub audio: Option<AudioPartConfig>,
     /// Training only: how often a step trains each modality.
     pub mix: Mix,
+    /// Training only: what each modality's loss is multiplied by. Under AdamW a smaller text
+    /// weight shrinks text's updates to the shared core (the text embedding is scale-free):
+    /// in a text + image probe (1,000 steps), text at 0.1 raised image label accuracy from 19%
+    /// to 42% (images alone: 50%) for text validation 2.16 instead of 2.03 nats/char.
+    #[serde(default = "Mix::even")]
+    pub loss_weights: Mix,
     /// Training only: of the image and audio examples that keep their condition, the
     /// fraction conditioned on a caption (a text prompt) instead of the class label.
     pub prompt_fraction: f64,
@@ -78,6 +84,17 @@ pub struct Mix {
     pub image: f64,
     /// Weight of audio steps.
     pub audio: f64,
+}
+
+impl Mix {
+    /// Weight 1 for every modality.
+    pub fn even() -> Self {
+        Self {
+            text: 1.0,
+            image: 1.0,
+            audio: 1.0,
+        }
+    }
 }
 
 impl ImagePartConfig {
@@ -147,6 +164,17 @@ impl MultiModelConfig {
             return Err(Error::Config(format!(
                 "mix weights must be >= 0 with a positive sum, got {:?}",
                 self.mix
+            )));
+        }
+        let loss_weights = [
+            self.loss_weights.text,
+            self.loss_weights.image,
+            self.loss_weights.audio,
+        ];
+        if loss_weights.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
+            return Err(Error::Config(format!(
+                "loss weights must be finite and > 0, got {:?}",
+                self.loss_weights
             )));
         }
         if !(0.0..=1.0).contains(&self.prompt_fraction) {

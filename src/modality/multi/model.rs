@@ -53,6 +53,9 @@ pub struct MultiModel {
     /// Training only (see [`MultiModelConfig::mix`]).
     #[module(skip)]
     mix: Mix,
+    /// Training only (see [`MultiModelConfig::loss_weights`]).
+    #[module(skip)]
+    loss_weights: Mix,
     prompt_fraction: f64,
 }
 
@@ -121,6 +124,7 @@ impl MultiModelConfig {
             audio: self.audio.as_ref().map(|c| c.init_adapter(d, device)),
             prompt_len: self.prompt_len,
             mix: self.mix,
+            loss_weights: self.loss_weights,
             prompt_fraction: self.prompt_fraction,
         })
     }
@@ -164,6 +168,11 @@ impl MultiModel {
     /// How often training draws each modality.
     pub fn mix(&self) -> Mix {
         self.mix
+    }
+
+    /// What training multiplies each modality's loss by.
+    pub fn loss_weights(&self) -> Mix {
+        self.loss_weights
     }
 
     /// The fraction of conditioned training examples that get a caption.

@@ -36,11 +36,8 @@ pub(crate) fn tiny() -> MultiModelConfig {
             input_noise: 0.0,
             flow_time: FlowTime::LogitNormal,
         }),
-        mix: Mix {
-            text: 1.0,
-            image: 1.0,
-            audio: 1.0,
-        },
+        mix: Mix::even(),
+        loss_weights: Mix::even(),
         prompt_fraction: 0.5,
     }
 }
@@ -140,6 +137,25 @@ fn bad_conditions_and_configs_are_errors() {
     };
     let err = short.validate().unwrap_err().to_string();
     assert!(err.contains("must hold 15 positions"), "{err}");
+    let no_text_loss = MultiModelConfig {
+        loss_weights: Mix {
+            text: 0.0,
+            ..Mix::even()
+        },
+        ..tiny()
+    };
+    let err = no_text_loss.validate().unwrap_err().to_string();
+    assert!(err.contains("loss weights must be finite and > 0"), "{err}");
+}
+
+/// Recipes written before loss weights existed load with weight 1 everywhere.
+#[test]
+fn loss_weights_default_to_one() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/multi-joint.json");
+    let recipe = std::fs::read_to_string(path);
+    let recipe: serde_json::Value = serde_json::from_str(&recipe.unwrap()).unwrap();
+    let config: MultiModelConfig = serde_json::from_value(recipe["model"].clone()).unwrap();
+    assert_eq!(config.loss_weights, Mix::even());
 }
 
 /// A class fills every slot of the prefix (no padding to attend to); a prompt is left-padded
