@@ -105,13 +105,12 @@ impl Attention {
     ) -> Option<Vec<f32>> {
         let mut qkv = linear_row(&self.qkv, x)?;
         let d = x.len();
-        let (q, kv) = qkv.split_at_mut(d);
-        let (k, v) = kv.split_at_mut(d);
         if let Some(rope) = rope {
-            let head_dim = d / self.n_heads;
-            rope.apply_row(q, head_dim, pos)?;
-            rope.apply_row(k, head_dim, pos)?;
+            // q and k are adjacent `[H, hd]` rows: one pass rotates both.
+            rope.apply_row(&mut qkv[..2 * d], d / self.n_heads, pos)?;
         }
+        let (q, kv) = qkv.split_at(d);
+        let (k, v) = kv.split_at(d);
         let y = cache.attend_one(q, k, v, self.n_heads, self.max_seq_len);
         Some(linear_row(&self.proj, &y).expect("proj is on qkv's backend"))
     }

@@ -9,7 +9,7 @@ use burn::module::Param;
 use super::attention::Attention;
 use super::cache::LayerCache;
 use super::fused::{self, tracked, BlockInputs, Tracked};
-use super::matvec::{layer_norm_row, linear, linear_row};
+use super::matvec::{add_to, layer_norm_row, linear, linear_row};
 use super::rope::Rope;
 use super::{dropout, Activation, TransformerConfig, INIT_STD};
 
@@ -143,11 +143,6 @@ impl Block {
             activation,
         }))
     }
-}
-
-/// `x += y`, element-wise.
-fn add_to(x: &mut [f32], y: &[f32]) {
-    x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
 }
 
 /// An optional bias as a [`tracked`] tensor: `Some(None)` when absent, `None` off the CPU

@@ -135,7 +135,7 @@ pub(crate) fn matvec(x: &[f32], w: &[f32], n: usize, bias: Option<&[f32]>) -> Ve
     if k < BLOCKS || k * n < MIN_PARALLEL_ELEMENTS || rayon::current_num_threads() < 2 {
         let mut product = vec![0.0f32; n];
         gemv(x, w, &mut product);
-        y.iter_mut().zip(&product).for_each(|(a, b)| *a += b);
+        add_to(&mut y, &product);
         return y;
     }
     let rows = k.div_ceil(BLOCKS);
@@ -153,9 +153,14 @@ pub(crate) fn matvec(x: &[f32], w: &[f32], n: usize, bias: Option<&[f32]>) -> Ve
     super::spin::join(work, work);
     drop(blocks);
     for partial in partials.chunks(n) {
-        y.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+        add_to(&mut y, partial);
     }
     y
+}
+
+/// `x += y`, element-wise.
+pub(crate) fn add_to(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
 }
 
 /// `y = x · w` with `w` `[x.len(), y.len()]` row-major, on the calling thread: four rows at a

@@ -54,8 +54,8 @@ impl Rope {
         x * cos + rotated * sin
     }
 
-    /// [`Rope::apply`] for one position `pos` of a raw row `x` (`[H, hd]`, in place); `None`
-    /// off the CPU backend.
+    /// [`Rope::apply`] for one position `pos` of raw rows `x` (any number of `hd`-wide heads,
+    /// in place); `None` off the CPU backend.
     pub fn apply_row(&self, x: &mut [f32], head_dim: usize, pos: usize) -> Option<()> {
         let row = |table: &Tensor<2>| super::matvec::row_values(table.clone().narrow(0, pos, 1));
         let (cos, sin) = (row(&self.cos)?, row(&self.sin)?);

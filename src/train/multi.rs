@@ -127,18 +127,12 @@ fn conditions(
 
 impl MultiModel {
     fn pick_modality(&self, data: &MultiData, rng: &mut StdRng) -> Modality {
-        let mix = self.mix();
-        let weights = [
-            (Modality::Text, mix.text * data.text.is_some() as u8 as f64),
-            (
-                Modality::Image,
-                mix.image * data.image.is_some() as u8 as f64,
-            ),
-            (
-                Modality::Audio,
-                mix.audio * data.audio.is_some() as u8 as f64,
-            ),
+        let has_data = [
+            (Modality::Text, data.text.is_some()),
+            (Modality::Image, data.image.is_some()),
+            (Modality::Audio, data.audio.is_some()),
         ];
+        let weights = has_data.map(|(m, has)| (m, self.mix().of(m) * has as u8 as f64));
         let total: f64 = weights.iter().map(|w| w.1).sum();
         let mut u = rng.random::<f64>() * total;
         for (modality, w) in weights {
@@ -168,12 +162,6 @@ impl Trainable for MultiModel {
         let b = train.batch_size;
         let checked = "labels and captions were checked when the data loaded";
         let modality = self.pick_modality(data, rng);
-        let weights = self.loss_weights();
-        let weight = match modality {
-            Modality::Text => weights.text,
-            Modality::Image => weights.image,
-            Modality::Audio => weights.audio,
-        };
         let loss = match modality {
             Modality::Text => {
                 let corpus = data.text.as_ref().expect("picked modalities have data");
@@ -202,7 +190,7 @@ impl Trainable for MultiModel {
                 self.audio_loss(units, &lengths, &conds).expect(checked)
             }
         };
-        loss * weight
+        loss * self.loss_weights().of(modality)
     }
 
     /// The mix-weighted mean of each modality's validation loss (label-conditioned).

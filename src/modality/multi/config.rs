@@ -7,6 +7,7 @@ use crate::core::TransformerConfig;
 use crate::modality::audio::{AudioFormat, AudioModelConfig, BinStats};
 use crate::modality::flow::{FlowHeadConfig, FlowTime};
 use crate::modality::image::{ImageModelConfig, ImageShape};
+use crate::modality::Modality;
 use crate::{Error, Result};
 
 /// The image part of a joint model: an [`ImageModelConfig`] without its own core.
@@ -95,6 +96,20 @@ impl Mix {
             audio: 1.0,
         }
     }
+
+    /// The weight of `modality`.
+    pub fn of(&self, modality: Modality) -> f64 {
+        match modality {
+            Modality::Text => self.text,
+            Modality::Image => self.image,
+            Modality::Audio => self.audio,
+        }
+    }
+
+    /// The text, image and audio weights.
+    fn values(&self) -> [f64; 3] {
+        [self.text, self.image, self.audio]
+    }
 }
 
 impl ImagePartConfig {
@@ -157,7 +172,7 @@ impl MultiModelConfig {
                 "vocab_size and prompt_len must be positive".into(),
             ));
         }
-        let weights = [self.mix.text, self.mix.image, self.mix.audio];
+        let weights = self.mix.values();
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
             || weights.iter().sum::<f64>() <= 0.0
         {
@@ -166,12 +181,12 @@ impl MultiModelConfig {
                 self.mix
             )));
         }
-        let loss_weights = [
-            self.loss_weights.text,
-            self.loss_weights.image,
-            self.loss_weights.audio,
-        ];
-        if loss_weights.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
+        if self
+            .loss_weights
+            .values()
+            .iter()
+            .any(|w| !(w.is_finite() && *w > 0.0))
+        {
             return Err(Error::Config(format!(
                 "loss weights must be finite and > 0, got {:?}",
                 self.loss_weights
