@@ -64,6 +64,33 @@ fn each_shipped_model_generates_its_modality() {
     );
 }
 
+/// The shipped joint model writes text, and draws images and clips from text prompts and
+/// from labels, all through one core.
+#[test]
+fn the_shipped_joint_model_generates_every_modality() {
+    let multi = load("multi");
+    assert!(multi.reads_prompts());
+    let options = GenerateOptions {
+        max_tokens: 20,
+        ..GenerateOptions::default()
+    };
+    let out = multi.generate_text("ROMEO:", &options, |_| {}).unwrap();
+    assert_eq!(out.generated_tokens, 20);
+
+    let flow = FlowGenerateOptions::image();
+    let images = multi
+        .generate_image_from_prompts(&["a handwritten seven"], &flow)
+        .unwrap();
+    assert!(matches!(&images[0], DynamicImage::ImageLuma8(i) if i.dimensions() == (28, 28)));
+    assert_eq!(multi.generate_image(&[Some(2)], &flow).unwrap().len(), 1);
+
+    let clips = multi
+        .generate_audio_from_prompts(&["say four"], &FlowGenerateOptions::audio())
+        .unwrap();
+    assert_eq!(clips[0].sample_rate, 8000);
+    assert!(clips[0].samples.iter().any(|s| s.abs() > 0.1), "not silent");
+}
+
 #[test]
 fn classifiers_and_missing_checkpoints_are_refused() {
     let err = Pipeline::load(common::root().join("models/mnist-classifier"));

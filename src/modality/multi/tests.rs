@@ -148,12 +148,18 @@ fn bad_conditions_and_configs_are_errors() {
     assert!(err.contains("loss weights must be finite and > 0"), "{err}");
 }
 
-/// Recipes written before loss weights existed load with weight 1 everywhere.
+/// Recipes written before loss weights existed (the joint recipe without its `loss_weights`)
+/// load with weight 1 everywhere.
 #[test]
 fn loss_weights_default_to_one() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/multi-joint.json");
     let recipe = std::fs::read_to_string(path);
-    let recipe: serde_json::Value = serde_json::from_str(&recipe.unwrap()).unwrap();
+    let mut recipe: serde_json::Value = serde_json::from_str(&recipe.unwrap()).unwrap();
+    let model = recipe["model"].as_object_mut().unwrap();
+    assert!(
+        model.remove("loss_weights").is_some(),
+        "the recipe sets its loss weights"
+    );
     let config: MultiModelConfig = serde_json::from_value(recipe["model"].clone()).unwrap();
     assert_eq!(config.loss_weights, Mix::even());
 }
