@@ -122,9 +122,11 @@ fn contiguous(t: &FlexTensor) -> Option<&[f32]> {
 /// Xeon: 2 / 4 / 8 / 16 blocks, 893-914 / 922-931 / 866-883 / 837-852 tokens/s.
 const BLOCKS: usize = 4;
 
-/// `x · w + bias`, `w` being `[x.len(), n]` row-major. Large products with two or more
-/// threads allowed are cut into [`BLOCKS`] row blocks, shared out between the calling thread
-/// and the spinning decode helper ([`super::spin`]).
+/// `x · w + bias`, `w` being `[x.len(), n]` row-major. Large products are cut into
+/// [`BLOCKS`] row blocks, shared out between the calling thread and the spinning decode helper
+/// ([`super::spin`]) when two or more threads are allowed, run in turn by the calling thread
+/// otherwise; either way the partial rows are summed in block order, so the result is the
+/// same bits whatever the thread count.
 pub(crate) fn matvec(x: &[f32], w: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
     let k = x.len();
     assert_eq!(w.len(), k * n, "matvec: weight is not [{k}, {n}]");
@@ -132,7 +134,7 @@ pub(crate) fn matvec(x: &[f32], w: &[f32], n: usize, bias: Option<&[f32]>) -> Ve
         Some(b) => b.to_vec(),
         None => vec![0.0; n],
     };
-    if k < BLOCKS || k * n < MIN_PARALLEL_ELEMENTS || rayon::current_num_threads() < 2 {
+    if k < BLOCKS || k * n < MIN_PARALLEL_ELEMENTS {
         let mut product = vec![0.0f32; n];
         gemv(x, w, &mut product);
         add_to(&mut y, &product);
@@ -150,7 +152,10 @@ pub(crate) fn matvec(x: &[f32], w: &[f32], n: usize, bias: Option<&[f32]>) -> Ve
         let mut out = block.lock().expect("no block's product panicked");
         gemv(&x[start..end], &w[start * n..end * n], &mut out);
     };
-    super::spin::join(work, work);
+    match rayon::current_num_threads() {
+        1 => work(),
+        _ => super::spin::join(work, work),
+    }
     drop(blocks);
     for partial in partials.chunks(n) {
         add_to(&mut y, partial);
@@ -273,5 +278,20 @@ mod tests {
             let expected: Vec<f32> = (0..n).map(|j| (k * j) as f32 + j as f32 / 2.0).collect();
             assert_eq!(y, expected, "k = {k}");
         }
+    }
+
+    /// One thread runs the blocks in turn and sums them in the same order as two threads do,
+    /// so a seed decodes the same text whatever `--threads` says.
+    #[test]
+    fn matvec_gives_the_same_bits_on_one_thread_and_on_two() {
+        let (k, n) = (768, 384);
+        let value = |i: usize| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5;
+        let w: Vec<f32> = (0..k * n).map(value).collect();
+        let x: Vec<f32> = (0..k).map(|i| value(i * 31 + 5)).collect();
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+            pool.unwrap().install(|| matvec(&x, &w, n, None))
+        };
+        assert_eq!(on(1), on(2));
     }
 }
