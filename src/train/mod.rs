@@ -19,6 +19,7 @@ mod eval;
 mod image;
 mod metrics;
 mod multi;
+mod polling;
 mod recipes;
 mod schedule;
 mod session;

@@ -12,6 +12,7 @@ use burn::prelude::*;
 
 use super::adamw::AdamW;
 use super::ema::Ema;
+use super::polling::with_workers_polling;
 use super::{
     clip_global_norm, lr_at, mix, shards, Metrics, MetricsLog, Progress, StepTimes, TrainConfig,
     Trainable,
@@ -136,8 +137,16 @@ impl<M: Trainable> Session<M> {
         lr_at(step, t.steps, t.lr, t.min_lr, t.warmup_steps)
     }
 
-    /// One optimizer step; returns its training loss and how long its phases took.
+    /// One optimizer step; returns its training loss and how long its phases took. On the
+    /// CPU the pool's other workers poll for work through the step instead of sleeping.
     pub(super) fn step(&mut self, data: &M::Data) -> Result<(f32, StepTimes)> {
+        match crate::device::is_cpu(&self.devices[0].clone().inner()) {
+            true => with_workers_polling(|| self.step_now(data)),
+            false => self.step_now(data),
+        }
+    }
+
+    fn step_now(&mut self, data: &M::Data) -> Result<(f32, StepTimes)> {
         let step = self.state.step;
         let started = Instant::now();
         let step_seed = mix(self.train.seed, step as u64);
