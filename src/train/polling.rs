@@ -3,7 +3,7 @@
 //! A CPU training step runs hundreds of short parallel sections (matmuls, fused kernels,
 //! the optimizer). Between them an idle rayon worker goes to sleep, and waking it costs
 //! microseconds each time: on `nanogpt-small` about a tenth of the step went to the kernel's
-//! scheduler. [`with_workers_polling`] parks every other worker in a loop that asks rayon for
+//! scheduler. [`with_workers_polling`] keeps every other worker in a loop that asks rayon for
 //! work (`rayon::yield_now`) instead, as OpenMP's active wait does for PyTorch.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
