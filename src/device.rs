@@ -104,9 +104,9 @@ fn not_built(kind: &str) -> Error {
     ))
 }
 
-/// Whether `device` is the CPU backend, where the one-row decoding kernels apply.
+/// Whether `device` is the CPU backend (`flex`), with or without autodiff.
 pub(crate) fn is_cpu(device: &Device) -> bool {
-    *device == Device::flex()
+    device.clone().inner() == Device::flex()
 }
 
 #[cfg(test)]
@@ -116,6 +116,7 @@ mod tests {
     #[test]
     fn names_parse_or_say_what_is_wrong() {
         assert!(is_cpu(&parse_device("cpu").unwrap()));
+        assert!(is_cpu(&parse_device("cpu").unwrap().autodiff()));
         let err = |name| parse_device(name).unwrap_err().to_string();
         assert!(err("tpu").contains("expected cpu, cuda[:N] or wgpu[:N]"));
         assert!(err("cuda:x").contains("must be a number"));

@@ -140,7 +140,7 @@ impl<M: Trainable> Session<M> {
     /// One optimizer step; returns its training loss and how long its phases took. On the
     /// CPU the pool's other workers poll for work through the step instead of sleeping.
     pub(super) fn step(&mut self, data: &M::Data) -> Result<(f32, StepTimes)> {
-        match crate::device::is_cpu(&self.devices[0].clone().inner()) {
+        match crate::device::is_cpu(&self.devices[0]) {
             true => with_workers_polling(|| self.step_now(data)),
             false => self.step_now(data),
         }
