@@ -41,8 +41,9 @@ pub fn model_card(config: &CheckpointConfig, state: &TrainState) -> String {
         ModelConfig::Multi(m) => (
             "joint",
             format!(
-                "one core for text (vocabulary {} tokens){}{}; images and clips follow a \
-                 {}-token text prompt or a class label",
+                "one core for text (vocabulary {} tokens){}{}; images and clips are \
+                 conditioned on a class label or on the core's reading of a text prompt \
+                 (at most {} tokens)",
                 m.vocab_size,
                 m.image.as_ref().map_or(String::new(), |i| format!(
                     ", {}x{} images in {} classes", i.image.height, i.image.width, i.n_classes

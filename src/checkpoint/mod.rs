@@ -279,7 +279,8 @@ pub(crate) fn apply_weights<M: Module>(
     ignored: impl Fn(&str) -> bool,
 ) -> Result<()> {
     let result = model.load_from(&mut store).map_err(|e| {
-        let hint = "the file is damaged, or config.json describes another model";
+        let hint = "the file is damaged, config.json describes another model, or an older aigc \
+                    wrote it (joint models before the prompt reader: train them again)";
         checkpoint_err(path, format!("cannot load weights ({hint}): {e}"))
     })?;
     let unused: Vec<&String> = result.unused.iter().filter(|n| !ignored(n)).collect();

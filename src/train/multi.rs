@@ -74,6 +74,7 @@ impl MultiRecipe {
                 mix: Mix::even(),
                 loss_weights: Mix::even(),
                 prompt_fraction: 0.5,
+                condition_slots: 1,
             },
             train: TrainConfig {
                 steps: 12,
@@ -105,14 +106,15 @@ pub struct MultiData {
 /// The conditions of a batch with these `labels`: nothing with probability `label_dropout`,
 /// else a caption with probability `prompt_fraction`, else the label.
 fn conditions(
-    labels: impl Iterator<Item = usize>,
+    labels: &[usize],
     captions: &[Vec<Vec<u32>>],
     train: &TrainConfig,
     prompt_fraction: f64,
     rng: &mut StdRng,
 ) -> Vec<Condition> {
     labels
-        .map(|label| {
+        .iter()
+        .map(|&label| {
             if rng.random::<f64>() < train.label_dropout {
                 Condition::Unconditional
             } else if rng.random::<f64>() < prompt_fraction {
@@ -176,18 +178,19 @@ impl Trainable for MultiModel {
                 let indices: Vec<usize> = (0..b)
                     .map(|_| rng.random_range(0..images.train.len()))
                     .collect();
-                let labels = indices.iter().map(|&i| images.train.label(i));
-                let conds = conditions(labels, captions, train, self.prompt_fraction(), rng);
+                let labels: Vec<usize> = indices.iter().map(|&i| images.train.label(i)).collect();
+                let conds = conditions(&labels, captions, train, self.prompt_fraction(), rng);
                 let (patches, _) = image_batch(&images.train, &indices, |_| None, device);
-                self.image_loss(patches, &conds).expect(checked)
+                self.image_loss(patches, &conds, &labels).expect(checked)
             }
             Modality::Audio => {
                 let (clips, captions) = data.audio.as_ref().expect("picked modalities have data");
                 let indices = clips.train.draw(b, rng);
-                let labels = indices.iter().map(|&i| clips.train.label(i));
-                let conds = conditions(labels, captions, train, self.prompt_fraction(), rng);
+                let labels: Vec<usize> = indices.iter().map(|&i| clips.train.label(i)).collect();
+                let conds = conditions(&labels, captions, train, self.prompt_fraction(), rng);
                 let (units, lengths, _) = clips.train.batch(&indices, |_| None, device);
-                self.audio_loss(units, &lengths, &conds).expect(checked)
+                self.audio_loss(units, &lengths, &conds, &labels)
+                    .expect(checked)
             }
         };
         loss * self.loss_weights().of(modality)
@@ -224,11 +227,11 @@ impl Trainable for MultiModel {
             let (mut total, indices) = (0.0, (0..n).collect::<Vec<usize>>());
             for chunk in indices.chunks(train.batch_size) {
                 let (patches, _) = image_batch(&images.test, chunk, |_| None, &device);
-                let conds: Vec<Condition> = chunk
-                    .iter()
-                    .map(|&i| Condition::Label(images.test.label(i)))
-                    .collect();
-                total += self.image_loss(patches, &conds)?.into_scalar::<f32>() as f64
+                let labels: Vec<usize> = chunk.iter().map(|&i| images.test.label(i)).collect();
+                let conds: Vec<Condition> = labels.iter().map(|&l| Condition::Label(l)).collect();
+                total += self
+                    .image_loss(patches, &conds, &labels)?
+                    .into_scalar::<f32>() as f64
                     * chunk.len() as f64;
             }
             parts.push((Modality::Image, mix.image, total / n.max(1) as f64));
@@ -237,12 +240,10 @@ impl Trainable for MultiModel {
             let (mut total, mut count) = (0.0, 0);
             for chunk in clips.test.eval_batches(train.eval_windows) {
                 let (units, lengths, _) = clips.test.batch(chunk, |_| None, &device);
-                let conds: Vec<Condition> = chunk
-                    .iter()
-                    .map(|&i| Condition::Label(clips.test.label(i)))
-                    .collect();
+                let labels: Vec<usize> = chunk.iter().map(|&i| clips.test.label(i)).collect();
+                let conds: Vec<Condition> = labels.iter().map(|&l| Condition::Label(l)).collect();
                 total += self
-                    .audio_loss(units, &lengths, &conds)?
+                    .audio_loss(units, &lengths, &conds, &labels)?
                     .into_scalar::<f32>() as f64
                     * chunk.len() as f64;
                 count += chunk.len();

@@ -179,8 +179,8 @@ impl ImageModel {
 
 /// An image adapter and decoder with the core they run on, borrowed from the model that
 /// holds them (an [`ImageModel`], or a joint model whose core other modalities share).
-/// Images follow a condition prefix of `P` positions (a class token, or a text prompt);
-/// the output at the prefix's last position conditions patch 0.
+/// Images follow a condition prefix of `P` positions (a class token, or a joint model's
+/// condition slots); the output at the prefix's last position conditions patch 0.
 pub(crate) struct ImageParts<'a> {
     pub core: &'a Transformer,
     pub patch_embed: &'a Linear,

@@ -51,13 +51,19 @@ pub struct AudioPartConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MultiModelConfig {
     /// The one core every modality runs through; `max_seq_len` must hold the longest
-    /// sequence of each (text windows, prefix + patches, prefix + length token + units).
+    /// sequence of each (text windows, a prompt and its read token, a condition + patches,
+    /// a condition + length token + units).
     pub core: TransformerConfig,
     /// Token ids of the text tokenizer (`tokenizer.json`), which also reads prompts.
     pub vocab_size: usize,
-    /// Prompt tokens an image or audio sequence starts with (shorter prompts are padded on
-    /// the left, labels and "no condition" take the last slot after padding).
+    /// The most tokens a prompt may have (the prompt reader pads shorter ones on the left).
     pub prompt_len: usize,
+    /// Positions the condition (class, "no condition" or a prompt's reading) fills at the
+    /// start of an image or clip. More slots draw more attention to it, so conditioning is
+    /// learned sooner: in 3,500-step joint runs, 1 slot left clips at 28% label accuracy
+    /// (noise-like, Fréchet 6,302) where 23 slots reached 63%.
+    #[serde(default = "one")]
+    pub condition_slots: usize,
     /// The image adapter and decoder, if the model draws images.
     pub image: Option<ImagePartConfig>,
     /// The audio adapter and decoders, if the model speaks.
@@ -164,7 +170,8 @@ impl AudioPartConfig {
 }
 
 impl MultiModelConfig {
-    /// Checks every part, and that the context holds each modality's longest sequence.
+    /// Checks every part, and that the context holds each modality's longest sequence and
+    /// the longest prompt.
     pub fn validate(&self) -> Result<()> {
         self.core.validate()?;
         if self.vocab_size == 0 || self.prompt_len == 0 {
@@ -198,26 +205,40 @@ impl MultiModelConfig {
                 self.prompt_fraction
             )));
         }
-        let prefix = self.prompt_len + 1;
-        let context = |what: &str, needed: usize| {
-            match self.core.max_seq_len >= needed {
+        if self.condition_slots == 0 {
+            return Err(Error::Config("condition_slots must be positive".into()));
+        }
+        let reading = self.prompt_len + 1;
+        if self.core.max_seq_len < reading {
+            return Err(Error::Config(format!(
+                "max_seq_len ({}) must hold {reading} positions: a {}-token prompt and its read \
+                 token",
+                self.core.max_seq_len, self.prompt_len
+            )));
+        }
+        let slots = self.condition_slots;
+        let context = |what: String, needed: usize| match self.core.max_seq_len >= needed {
             true => Ok(()),
             false => Err(Error::Config(format!(
-                "max_seq_len ({}) must hold {needed} positions: a {prefix}-position prompt and {what}",
+                "max_seq_len ({}) must hold {needed} positions: {slots} condition slots and {what}",
                 self.core.max_seq_len
             ))),
-        }
         };
         if let Some(image) = &self.image {
             image.with_core(&self.core).validate()?;
             let n = image.image.n_patches();
-            context(&format!("{n} patches"), prefix + n - 1)?;
+            context(format!("the first {} patches", n - 1), slots + n - 1)?;
         }
         if let Some(audio) = &self.audio {
             audio.with_core(&self.core).validate()?;
             let n = audio.format.max_units;
-            context(&format!("a length token and {n} units"), prefix + n)?;
+            let what = format!("a length token and the first {} units", n - 1);
+            context(what, slots + n)?;
         }
         Ok(())
     }
+}
+
+fn one() -> usize {
+    1
 }

@@ -19,6 +19,7 @@ pub(crate) fn tiny() -> MultiModelConfig {
         },
         vocab_size: 20,
         prompt_len: 6,
+        condition_slots: 2,
         image: Some(ImagePartConfig {
             image: ImageModelConfig::tiny().image,
             n_classes: 3,
@@ -60,10 +61,13 @@ fn every_modality_trains_and_generates_through_one_core() {
         Condition::Unconditional,
     ];
     let patches = Tensor::<3>::random([3, 4, 16], Distribution::Normal(0.0, 1.0), &device);
-    let loss = model.image_loss(patches, &conditions).unwrap();
+    let labels = [2, 1, 0];
+    let loss = model.image_loss(patches, &conditions, &labels).unwrap();
     assert!(loss.into_scalar::<f32>().is_finite());
     let units = Tensor::<3>::random([3, 5, 66], Distribution::Normal(0.0, 1.0), &device);
-    let loss = model.audio_loss(units, &[5, 2, 1], &conditions).unwrap();
+    let loss = model
+        .audio_loss(units, &[5, 2, 1], &conditions, &labels)
+        .unwrap();
     assert!(loss.into_scalar::<f32>().is_finite());
     for guidance in [1.0, 2.0] {
         let images = model
@@ -90,10 +94,10 @@ fn prompts_go_through_the_text_adapter() {
     let patches = Tensor::<3>::random([1, 4, 16], Distribution::Normal(0.0, 1.0), &device);
     let loss = |model: &MultiModel| {
         let prompt = [Condition::Prompt(vec![7, 9])];
-        model.image_loss(patches.clone(), &prompt).unwrap()
+        model.image_loss(patches.clone(), &prompt, &[0]).unwrap()
     };
-    // The flow head starts with zero output weights, so no gradient reaches its condition
-    // until two steps have made its output and then its blocks' last layers non-zero.
+    // The reading's linear map and the flow head's output weights start at zero, so no
+    // gradient reaches the prompt until a couple of steps have made them non-zero.
     let mut optim = AdamWConfig::new().init();
     for _ in 0..2 {
         let grads = GradientsParams::from_grads(loss(&model).backward(), &model);
@@ -115,28 +119,49 @@ fn bad_conditions_and_configs_are_errors() {
     let model = tiny().init(&device).unwrap();
     let patches = Tensor::<3>::zeros([1, 4, 16], &device);
     let err = |c: Condition| {
-        let out = model.image_loss(patches.clone(), &[c]);
+        let out = model.image_loss(patches.clone(), &[c], &[0]);
         out.err().unwrap().to_string()
     };
     assert!(err(Condition::Label(3)).contains("outside the model's 3 image classes"));
     assert!(err(Condition::Prompt(vec![1; 7])).contains("at most 6"));
+    let out = model.image_loss(patches.clone(), &[Condition::Label(0)], &[0, 1]);
+    assert!(out
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("got 1 conditions and 2 labels"));
+    let out = model.image_loss(patches.clone(), &[Condition::Prompt(vec![1])], &[3]);
+    assert!(out
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("label 3 is outside"));
+    let out = model.image_loss(patches.clone(), &[Condition::Prompt(vec![20])], &[0]);
+    assert!(out
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("token 20 is outside"));
     let no_audio = MultiModelConfig {
         audio: None,
         ..tiny()
     };
     let model = no_audio.init(&device).unwrap();
     let units = Tensor::<3>::zeros([1, 2, 66], &device);
-    let out = model.audio_loss(units, &[2], &[Condition::Label(0)]);
+    let out = model.audio_loss(units, &[2], &[Condition::Label(0)], &[0]);
     assert!(out.err().unwrap().to_string().contains("no audio part"));
-    let short = MultiModelConfig {
-        core: TransformerConfig {
-            max_seq_len: 12,
-            ..tiny().core
-        },
+    let long_prompts = MultiModelConfig {
+        prompt_len: 32,
         ..tiny()
     };
-    let err = short.validate().unwrap_err().to_string();
-    assert!(err.contains("must hold 15 positions"), "{err}");
+    let err = long_prompts.validate().unwrap_err().to_string();
+    assert!(err.contains("must hold 33 positions"), "{err}");
+    let many_slots = MultiModelConfig {
+        condition_slots: 30,
+        ..tiny()
+    };
+    let err = many_slots.validate().unwrap_err().to_string();
+    assert!(err.contains("33 positions: 30 condition slots"), "{err}");
     let no_text_loss = MultiModelConfig {
         loss_weights: Mix {
             text: 0.0,
@@ -164,36 +189,84 @@ fn loss_weights_default_to_one() {
     assert_eq!(config.loss_weights, Mix::even());
 }
 
-/// A class fills every slot of the prefix (no padding to attend to); a prompt is left-padded
-/// and ends with the modality's "prompt ends" token.
+/// Every condition slot holds the class's embedding, "no condition", or the core's reading
+/// of the prompt, which depends on the prompt's tokens.
 #[test]
-fn a_class_fills_the_prefix_and_a_prompt_is_padded() {
+fn the_condition_slot_holds_a_class_or_a_prompts_reading() {
     let device = crate::default_device();
-    let model = tiny().init(&device).unwrap();
+    let mut model = tiny().init(&device).unwrap();
+    let read_out = &mut model.image.as_mut().unwrap().read_out;
+    let random = read_out
+        .weight
+        .val()
+        .random_like(Distribution::Normal(0.0, 0.1));
+    read_out.weight = burn::module::Param::from_tensor(random); // it starts at zero
     let conditions = [
         Condition::Label(1),
         Condition::Unconditional,
         Condition::Prompt(vec![7, 9]),
+        Condition::Prompt(vec![7, 8]),
     ];
-    let prefix = model.prefix(Modality::Image, &conditions, &device).unwrap(); // (3, 7, D)
+    let (prefix, reading) = model
+        .condition_slots(Modality::Image, &conditions, &device)
+        .unwrap();
     let d = prefix.dims()[2];
-    assert_eq!(prefix.dims(), [3, 7, d]);
-    let image = model.image.as_ref().unwrap();
-    let class = image.class_embed.weight.val();
-    let slot = |row: usize, at: usize| {
-        prefix
-            .clone()
-            .narrow(0, row, 1)
-            .narrow(1, at, 1)
-            .reshape([1, d])
-    };
+    assert_eq!(prefix.dims(), [4, 2, d]); // tiny() has 2 condition slots
+    let reading = reading.unwrap();
+    assert_eq!(reading.dims(), [2, d]);
+    let class = model.image.as_ref().unwrap().class_embed.weight.val();
+    let at = |row: usize, i: usize| prefix.clone().narrow(0, row, 1).narrow(1, i, 1);
+    let slot = |row: usize| at(row, 0).reshape([1, d]);
     let same = |a: Tensor<2>, b: Tensor<2>| a.into_data().assert_eq(&b.into_data(), true);
-    for at in 0..7 {
-        same(slot(0, at), class.clone().narrow(0, 1, 1));
-        same(slot(1, at), class.clone().narrow(0, 3, 1)); // row n_classes: "no condition"
+    for row in 0..4 {
+        same(at(row, 1).reshape([1, d]), slot(row));
     }
-    same(slot(2, 0), model.pad.weight.val());
-    same(slot(2, 4), model.tok_embed.weight.val().narrow(0, 7, 1));
-    same(slot(2, 5), model.tok_embed.weight.val().narrow(0, 9, 1));
-    same(slot(2, 6), image.prompt_end.weight.val());
+    same(slot(0), class.clone().narrow(0, 1, 1));
+    same(slot(1), class.narrow(0, 3, 1)); // row n_classes: "no condition"
+    same(slot(2), reading.clone().narrow(0, 0, 1));
+    same(slot(3), reading.clone().narrow(0, 1, 1));
+    let apart = (reading.clone().narrow(0, 0, 1) - reading.narrow(0, 1, 1))
+        .abs()
+        .sum();
+    assert!(apart.into_scalar::<f32>() > 0.0);
+}
+
+/// Training pulls a caption's reading toward its class's embedding.
+#[test]
+fn training_aligns_a_prompts_reading_with_its_class() {
+    use burn::optim::{AdamWConfig, GradientsParams};
+    let device = crate::default_device().autodiff();
+    let mut model = tiny().init(&device).unwrap();
+    let conditions = [Condition::Prompt(vec![7, 9]), Condition::Prompt(vec![5])];
+    let labels = [2, 0];
+    let patches = Tensor::<3>::random([2, 4, 16], Distribution::Normal(0.0, 1.0), &device);
+    let distance = |model: &MultiModel| {
+        let (_, reading) = model
+            .condition_slots(Modality::Image, &conditions, &device)
+            .unwrap();
+        let class = model.image.as_ref().unwrap().class_embed.weight.val();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 0], [2]), &device);
+        let target = class.select(0, ids);
+        let squared = (reading.unwrap() - target.clone()).powi_scalar(2).sum();
+        (squared / target.powi_scalar(2).sum()).into_scalar::<f32>()
+    };
+    let before = distance(&model);
+    // The class embeddings are the fixed target: with prompts alone they get no gradient.
+    let loss = model.image_loss(patches.clone(), &conditions, &labels);
+    let grads = loss.unwrap().backward();
+    let class = &model.image.as_ref().unwrap().class_embed.weight;
+    let moved = class
+        .grad(&grads)
+        .map_or(0.0, |g| g.abs().sum().into_scalar::<f32>());
+    assert_eq!(moved, 0.0);
+    let mut optim = AdamWConfig::new().init();
+    for _ in 0..30 {
+        let loss = model
+            .image_loss(patches.clone(), &conditions, &labels)
+            .unwrap();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+    }
+    let after = distance(&model);
+    assert!(after < 0.3 * before, "{before} -> {after}");
 }

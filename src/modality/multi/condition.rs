@@ -1,0 +1,211 @@
+//! What an image or clip is conditioned on, and how the joint model turns it into the one
+//! condition slot its sequence starts with: a class's embedding, "no condition", or the
+//! core's reading of a text prompt (see the [`model`](super::model) docs).
+
+use burn::nn::{Embedding, Linear};
+use burn::prelude::*;
+
+use super::model::missing;
+use super::MultiModel;
+use crate::modality::continuous::FlowGenerateOptions;
+use crate::modality::Modality;
+use crate::{Error, Result};
+
+/// The weight of the prompt-reading alignment in an image or audio loss. It is relative to
+/// each class embedding's squared norm, so a reading at zero costs 1, about 6x a trained
+/// image step's flow loss and 1x an audio step's: strong enough that readings settle on
+/// their classes early, while the flow loss still shapes what the class embeddings mean.
+const ALIGN_WEIGHT: f64 = 1.0;
+
+/// What an image or clip is conditioned on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// A class id.
+    Label(usize),
+    /// Token ids of a text prompt (at most `prompt_len`).
+    Prompt(Vec<u32>),
+    /// Nothing: unconditional samples, and the contrast of classifier-free guidance.
+    Unconditional,
+}
+
+impl MultiModel {
+    /// The condition slots of a training batch and `ALIGN_WEIGHT` times the mean squared
+    /// distance of each prompt's reading from its class's embedding (held fixed), relative to
+    /// that embedding's squared norm; zero without prompts.
+    pub(super) fn conditioned(
+        &self,
+        modality: Modality,
+        conditions: &[Condition],
+        labels: &[usize],
+        device: &Device,
+    ) -> Result<(Tensor<3>, Tensor<1>)> {
+        if labels.len() != conditions.len() {
+            return Err(Error::Input(format!(
+                "one label per condition: got {} conditions and {} labels",
+                conditions.len(),
+                labels.len()
+            )));
+        }
+        let n_classes = self.adapter(modality)?.n_classes;
+        if let Some(bad) = labels.iter().find(|&&l| l >= n_classes) {
+            return Err(Error::Input(format!(
+                "label {bad} is outside the model's {n_classes} {modality} classes"
+            )));
+        }
+        let (slots, reading) = self.condition_slots(modality, conditions, device)?;
+        let Some(reading) = reading else {
+            return Ok((slots, Tensor::zeros([1], device)));
+        };
+        let classes: Vec<i64> = conditions
+            .iter()
+            .zip(labels)
+            .filter(|(c, _)| matches!(c, Condition::Prompt(_)))
+            .map(|(_, &l)| l as i64)
+            .collect();
+        let n = classes.len();
+        let classes = Tensor::<1, Int>::from_data(TensorData::new(classes, [n]), device);
+        let target = self.adapter(modality)?.class_embed.weight.val();
+        let target = target.select(0, classes).detach(); // (P, D)
+        let squared = (reading - target.clone()).powi_scalar(2).sum_dim(1);
+        let norm = target.powi_scalar(2).sum_dim(1) + 1e-12;
+        let align = (squared / norm).mean() * ALIGN_WEIGHT;
+        Ok((slots, align))
+    }
+
+    /// The condition slots of each row of an image or audio sequence (its condition in each
+    /// of the `condition_slots`), and the readings of the prompt rows (in order), if any.
+    ///
+    /// # Shapes
+    /// - returns `[B, S, D]` for `S` slots, and `[P, D]` for `P` prompts.
+    pub(super) fn condition_slots(
+        &self,
+        modality: Modality,
+        conditions: &[Condition],
+        device: &Device,
+    ) -> Result<(Tensor<3>, Option<Tensor<2>>)> {
+        let adapter = self.adapter(modality)?;
+        let (b, n_classes) = (conditions.len(), adapter.n_classes);
+        let mut class = vec![0i64; b]; // the class row, or where a prompt's reading goes
+        let mut prompts = Vec::new();
+        for (r, condition) in conditions.iter().enumerate() {
+            class[r] = match condition {
+                Condition::Label(c) if *c < n_classes => *c as i64,
+                Condition::Label(c) => {
+                    return Err(Error::Input(format!(
+                        "label {c} is outside the model's {n_classes} {modality} classes"
+                    )))
+                }
+                Condition::Unconditional => n_classes as i64,
+                Condition::Prompt(tokens) => {
+                    prompts.push(tokens.as_slice());
+                    (n_classes + prompts.len()) as i64
+                }
+            };
+        }
+        let class = Tensor::<1, Int>::from_data(TensorData::new(class, [b]), device);
+        let rows = adapter.class_embed.weight.val(); // (n_classes + 1, D)
+        let d = rows.dims()[1];
+        let fill = |one: Tensor<2>| one.reshape([b, 1, d]).expand([b, self.condition_slots, d]);
+        if prompts.is_empty() {
+            return Ok((fill(rows.select(0, class)), None));
+        }
+        let reading = self.read_prompts(adapter, &prompts, device)?; // (P, D)
+        let slots = Tensor::cat(vec![rows, reading.clone()], 0).select(0, class);
+        Ok((fill(slots), Some(reading)))
+    }
+
+    /// The core's reading of each prompt: the linear map of its output at the "read" token
+    /// after the left-padded prompt.
+    ///
+    /// # Shapes
+    /// - returns `[P, D]`.
+    fn read_prompts(
+        &self,
+        adapter: AdapterParts<'_>,
+        prompts: &[&[u32]],
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let (p, l) = (prompts.len(), self.prompt_len);
+        let vocab = self.tok_embed.weight.val().dims()[0];
+        let mut ids = vec![0i64; p * l];
+        let mut is_pad = vec![1.0f32; p * l];
+        for (r, tokens) in prompts.iter().enumerate() {
+            if tokens.len() > l {
+                return Err(Error::Input(format!(
+                    "the prompt is {} tokens long; this model reads at most {l}",
+                    tokens.len()
+                )));
+            }
+            if let Some(bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+                return Err(Error::Input(format!(
+                    "prompt token {bad} is outside the model's {vocab} token ids"
+                )));
+            }
+            for (i, &t) in tokens.iter().enumerate() {
+                let at = r * l + l - tokens.len() + i;
+                ids[at] = t as i64;
+                is_pad[at] = 0.0;
+            }
+        }
+        let d = self.pad.weight.val().dims()[1];
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [p, l]), device);
+        let is_pad = Tensor::<3>::from_data(TensorData::new(is_pad, [p, l, 1]), device);
+        let pad = self.pad.weight.val().reshape([1, 1, d]);
+        let tokens = self.tok_embed.forward(ids) * (is_pad.clone().neg() + 1.0) + pad * is_pad;
+        let read = adapter
+            .read
+            .weight
+            .val()
+            .reshape([1, 1, d])
+            .expand([p, 1, d]);
+        let z = self.core.forward(Tensor::cat(vec![tokens, read], 1)); // (P, L + 1, D)
+        Ok(adapter.read_out.forward(z.narrow(1, l, 1).reshape([p, d])))
+    }
+
+    /// The modules of `modality` that condition a sequence.
+    fn adapter(&self, modality: Modality) -> Result<AdapterParts<'_>> {
+        let absent = || missing(modality);
+        Ok(match modality {
+            Modality::Image => {
+                let a = self.image.as_ref().ok_or_else(absent)?;
+                AdapterParts {
+                    class_embed: &a.class_embed,
+                    read: &a.read,
+                    read_out: &a.read_out,
+                    n_classes: a.n_classes,
+                }
+            }
+            Modality::Audio => {
+                let a = self.audio.as_ref().ok_or_else(absent)?;
+                AdapterParts {
+                    class_embed: &a.class_embed,
+                    read: &a.read,
+                    read_out: &a.read_out,
+                    n_classes: a.n_classes,
+                }
+            }
+            Modality::Text => unreachable!("text sequences have no condition slot"),
+        })
+    }
+}
+
+/// The conditioning modules of an image or audio adapter.
+#[derive(Clone, Copy)]
+struct AdapterParts<'a> {
+    class_embed: &'a Embedding,
+    read: &'a Embedding,
+    read_out: &'a Linear,
+    n_classes: usize,
+}
+
+/// `conditions`, then as many unconditional rows when `options` guide.
+pub(super) fn guided(conditions: &[Condition], options: &FlowGenerateOptions) -> Vec<Condition> {
+    let mut rows = conditions.to_vec();
+    if options.guidance != 1.0 {
+        rows.extend(std::iter::repeat_n(
+            Condition::Unconditional,
+            conditions.len(),
+        ));
+    }
+    rows
+}
