@@ -6,8 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use aigc::train::{ImageRecipe, TextRecipe};
-use common::{aigc, losses, small_corpus, tiny_text_model, write_tiny_image_dataset};
+use aigc::train::{ImageRecipe, MultiRecipe, TextRecipe};
+use common::{
+    aigc, losses, small_corpus, tiny_text_model, write_tiny_audio_dataset, write_tiny_image_dataset,
+};
 
 /// The raw bytes of the tensors in a safetensors file whose names start with `prefix`.
 fn tensors(path: &Path, prefix: &str) -> BTreeMap<String, Vec<u8>> {
@@ -24,6 +26,23 @@ fn tensors(path: &Path, prefix: &str) -> BTreeMap<String, Vec<u8>> {
             (name.clone(), data[at(0)..at(1)].to_vec())
         })
         .collect()
+}
+
+/// The largest difference between two sets of f32 tensors with the same names.
+fn max_abs_diff(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) -> f32 {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let floats = |bytes: &[u8]| -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    a.iter()
+        .flat_map(|(name, bytes)| {
+            let (x, y) = (floats(bytes), floats(&b[name]));
+            x.into_iter().zip(y).map(|(x, y)| (x - y).abs())
+        })
+        .fold(0.0, f32::max)
 }
 
 fn run_ok(args: &[&str]) {
@@ -176,6 +195,68 @@ fn fine_tuning_starts_from_the_checkpoint() {
     let err = run_err(&[&resume[..], &["--init", args[9]]].concat());
     assert!(
         err.contains("--resume continues with the run's own settings"),
+        "{err}"
+    );
+}
+
+/// The same paths for a joint model: a modality added on the frozen core of a joint
+/// checkpoint (`--core` + `--freeze-core`), and fine-tuning a joint checkpoint (`--init`).
+#[test]
+fn a_joint_model_adds_a_modality_on_a_frozen_core_and_fine_tunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, clips) = (dir.path().join("images"), dir.path().join("clips"));
+    write_tiny_image_dataset(&images);
+    write_tiny_audio_dataset(&clips);
+    let image = format!("image={}", images.display());
+    let audio = format!("audio={}", clips.display());
+    let joint = |name: &str, args: &[&str]| {
+        let out = dir.path().join(name);
+        let base = ["pretrain", "multi", "--out", out.to_str().unwrap()];
+        let o = aigc(&[&base[..], args].concat());
+        (out, o)
+    };
+    let tiny = ["--preset", "tiny", "--steps", "4"];
+    let (base, o) = joint("base", &[&tiny[..], &["--data", &image]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let base_s = base.to_str().unwrap();
+    let base_core = tensors(&base.join("model.safetensors"), "core.");
+    assert!(base_core.len() > 5, "{:?}", base_core.keys());
+
+    let frozen = ["--data", &audio, "--core", base_s, "--freeze-core"];
+    let (added, o) = joint("added", &[&tiny[..], &frozen[..]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let weights = added.join("model.safetensors");
+    assert_eq!(
+        tensors(&weights, "core."),
+        base_core,
+        "a frozen core changes no weight"
+    );
+    assert!(!tensors(&weights, "audio.").is_empty());
+    assert_eq!(config_of(&added)["train"]["core_from"], base_s);
+
+    // Fine-tuning with a learning rate too small to move the weights keeps them, and the
+    // checkpoint's tokenizer.
+    let mut slow = MultiRecipe::tiny();
+    (slow.train.lr, slow.train.min_lr, slow.train.steps) = (1e-12, 1e-12, 2);
+    let recipe = dir.path().join("slow.json");
+    std::fs::write(&recipe, serde_json::to_string(&slow).unwrap()).unwrap();
+    let recipe = recipe.to_str().unwrap();
+    let init = ["--config", recipe, "--init", base_s];
+    let (tuned, o) = joint("tuned", &[&init[..], &["--data", &image]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let diff = max_abs_diff(
+        &tensors(&tuned.join("model.safetensors"), "core."),
+        &base_core,
+    );
+    assert!(diff < 1e-6, "the core moved by {diff}");
+    let tokenizer = |d: &Path| std::fs::read(d.join("tokenizer.json")).unwrap();
+    assert_eq!(tokenizer(&tuned), tokenizer(&base));
+
+    // The checkpoint has no audio part to fine-tune.
+    let (_, o) = joint("wrong", &[&init[..], &["--data", &audio]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no audio part"),
         "{err}"
     );
 }

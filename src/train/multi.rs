@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use super::audio::AudioData;
 use super::image::{batch as image_batch, ImageData};
-use super::{evaluate, run_config, MetricsLog, Progress, Session, Start, TrainConfig, Trainable};
+use super::{
+    evaluate, run_config, with_core_from, MetricsLog, Progress, Session, Start, TrainConfig,
+    Trainable,
+};
 use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::multi::prompts::{encoded_prompts, prompts};
 use crate::modality::multi::{Condition, MultiModel, MultiModelConfig};
@@ -361,7 +364,9 @@ fn load_data(
 
 /// Trains a joint model on the data at `paths`, writing checkpoints to `out`. A fresh run
 /// fits the audio statistics, builds the tokenizer from the text and the captions, and sizes
-/// the prompt slot to the longest caption.
+/// the prompt slot to the longest caption; with `core_from` its core starts from that
+/// checkpoint's (frozen with `freeze_core`). A run with `init` fine-tunes that joint
+/// checkpoint: its model, tokenizer and audio statistics, with the recipe's training settings.
 pub fn pretrain_multi(
     paths: &MultiPaths,
     out: &Path,
@@ -376,12 +381,33 @@ pub fn pretrain_multi(
     let device = crate::default_device().autodiff();
     let text = paths.text.as_deref().map(read_text).transpose()?;
     let (mut session, tokenizer, config, media) = match start {
+        Start::Fresh(
+            recipe @ MultiRecipe {
+                train: TrainConfig {
+                    init: Some(from), ..
+                },
+                ..
+            },
+        ) => {
+            recipe.train.validate()?;
+            let (model, tokenizer, base) = checkpoint::load_multi(from, &device)?;
+            let ModelConfig::Multi(mut model_config) = base.model else {
+                unreachable!("load_multi returns joint models")
+            };
+            let batch_size = recipe.train.batch_size;
+            let media = load_media(paths, &mut model_config, false, batch_size)?;
+            let session = Session::fresh(&recipe.train, device, |_| Ok(model))?;
+            let config = run_config(ModelConfig::Multi(model_config), &recipe.train);
+            (session, tokenizer, config, media)
+        }
         Start::Fresh(recipe) => {
             recipe.train.validate()?;
             let mut model = recipe.model.clone();
             let media = load_media(paths, &mut model, true, recipe.train.batch_size)?;
             let tokenizer = fit_tokenizer(recipe.tokenizer, &mut model, &media, text.as_deref())?;
-            let session = Session::fresh(&recipe.train, device, |d| model.init(d))?;
+            let session = Session::fresh(&recipe.train, device, |d| {
+                with_core_from(model.init(d)?, &model.core, &recipe.train)
+            })?;
             let config = run_config(ModelConfig::Multi(model), &recipe.train);
             (session, tokenizer, config, media)
         }
