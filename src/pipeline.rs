@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
 
-use crate::checkpoint::{self, with_article, ModelConfig};
+use crate::checkpoint::{self, with_article, ModelConfig, SamplingDefaults};
 use crate::modality::audio::{generate_clips, AudioModel, AudioModelConfig};
 use crate::modality::continuous::FlowGenerateOptions;
 use crate::modality::image::{generate_images, to_image, ImageModel, ImageModelConfig, ImageShape};
@@ -27,6 +27,7 @@ use crate::{Error, Result};
 pub struct Pipeline {
     dir: PathBuf,
     model: Loaded,
+    sampling: SamplingDefaults,
 }
 
 /// The model and what its generation needs besides weights (boxed: models differ in size).
@@ -77,7 +78,8 @@ impl Pipeline {
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         let device = crate::default_device();
-        let model = match checkpoint::load_config(&dir)?.model {
+        let config = checkpoint::load_config(&dir)?;
+        let model = match config.model {
             ModelConfig::Text(_) => {
                 let (model, tokenizer, _) = checkpoint::load_text(&dir, &device)?;
                 Loaded::Text(Box::new((model, tokenizer)))
@@ -99,7 +101,32 @@ impl Pipeline {
                 )))
             }
         };
-        Ok(Self { dir, model })
+        let sampling = config.sampling;
+        Ok(Self {
+            dir,
+            model,
+            sampling,
+        })
+    }
+
+    /// Image sampling options for this checkpoint: [`FlowGenerateOptions::image`] with the
+    /// checkpoint's own defaults (`sampling` in its `config.json`) over them.
+    pub fn image_options(&self) -> FlowGenerateOptions {
+        let defaults = FlowGenerateOptions::image();
+        FlowGenerateOptions {
+            guidance: self.sampling.image_guidance.unwrap_or(defaults.guidance),
+            ..defaults
+        }
+    }
+
+    /// Audio sampling options for this checkpoint: [`FlowGenerateOptions::audio`] with the
+    /// checkpoint's own defaults over them.
+    pub fn audio_options(&self) -> FlowGenerateOptions {
+        let defaults = FlowGenerateOptions::audio();
+        FlowGenerateOptions {
+            guidance: self.sampling.audio_guidance.unwrap_or(defaults.guidance),
+            ..defaults
+        }
     }
 
     /// The modality the loaded model generates (a joint model: text, and more).

@@ -77,7 +77,13 @@ fn the_shipped_joint_model_generates_every_modality() {
     let out = multi.generate_text("ROMEO:", &options, |_| {}).unwrap();
     assert_eq!(out.generated_tokens, 20);
 
-    let flow = FlowGenerateOptions::image();
+    // Its card's guidance for images (2.5) comes with it; clips keep the modality's default.
+    let flow = multi.image_options();
+    assert_eq!((flow.guidance, multi.audio_options().guidance), (2.5, 2.0));
+    assert_eq!(
+        load("image-mnist").image_options(),
+        FlowGenerateOptions::image()
+    );
     let images = multi
         .generate_image_from_prompts(&["a handwritten seven"], &flow)
         .unwrap();

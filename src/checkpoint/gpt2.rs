@@ -154,6 +154,7 @@ pub fn import_gpt2(
         format_version: FORMAT_VERSION,
         model: ModelConfig::Text(text),
         train: None,
+        sampling: Default::default(),
     };
     Ok((model, tokenizer, config))
 }

@@ -130,6 +130,29 @@ pub struct CheckpointConfig {
     /// The training run that produced the weights, if any.
     #[serde(default)]
     pub train: Option<TrainConfig>,
+    /// Sampling settings that suit these weights better than the modality's defaults.
+    #[serde(default, skip_serializing_if = "SamplingDefaults::is_empty")]
+    pub sampling: SamplingDefaults,
+}
+
+/// A checkpoint's own sampling defaults (`sampling` in `config.json`): `aigc generate`, `aigc
+/// eval` and [`Pipeline`](crate::Pipeline)'s `*_options` use them where no flag overrides them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingDefaults {
+    /// Classifier-free guidance of images (the modality's default: 1.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_guidance: Option<f32>,
+    /// Classifier-free guidance of clips (the modality's default: 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_guidance: Option<f32>,
+}
+
+impl SamplingDefaults {
+    /// Whether the checkpoint keeps every modality's defaults.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Contents of `train_state.json`: where training stands.
@@ -327,6 +350,27 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 mod tests {
     use super::*;
 
+    /// `sampling` is left out of a config that keeps the defaults, read where present, and a
+    /// misspelt setting is an error rather than silently the default.
+    #[test]
+    fn sampling_defaults_are_optional_and_checked() {
+        let config = CheckpointConfig {
+            format_version: FORMAT_VERSION,
+            model: ModelConfig::Text(TextModelConfig::tiny(3)),
+            train: None,
+            sampling: SamplingDefaults::default(),
+        };
+        let mut json = serde_json::to_value(&config).unwrap();
+        assert!(json.get("sampling").is_none(), "{json}");
+        json["sampling"] = serde_json::json!({"image_guidance": 2.5});
+        let read: CheckpointConfig = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(read.sampling.image_guidance, Some(2.5));
+        assert_eq!(read.sampling.audio_guidance, None);
+        json["sampling"] = serde_json::json!({"image_guidence": 2.5});
+        let err = serde_json::from_value::<CheckpointConfig>(json).unwrap_err();
+        assert!(err.to_string().contains("image_guidence"), "{err}");
+    }
+
     #[test]
     fn saving_again_replaces_the_checkpoint_and_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
@@ -337,6 +381,7 @@ mod tests {
             format_version: FORMAT_VERSION,
             model: ModelConfig::Text(TextModelConfig::tiny(3)),
             train: None,
+            sampling: SamplingDefaults::default(),
         };
         let model = TextModelConfig::tiny(3).init(&device).unwrap();
         let save = |step, card| {

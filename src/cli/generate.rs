@@ -28,7 +28,8 @@ pub enum GenerateCommand {
 /// Sampling flags of the class-conditional generators, shared by `generate` and `eval`.
 #[derive(Args, Debug)]
 pub struct SamplingArgs {
-    /// Classifier-free guidance scale (1: off; default 1.5 for images, 2 for audio).
+    /// Classifier-free guidance scale (1: off; default: the checkpoint's own `sampling`, else
+    /// 1.5 for images, 2 for audio).
     #[arg(long)]
     guidance: Option<f32>,
     /// Euler steps of the flow head per unit (16 by default).
@@ -263,7 +264,7 @@ fn image(args: ImageArgs) -> anyhow::Result<()> {
     let config = pipeline.image_config()?;
     let shape = config.image;
     let (conditions, names) = flow.conditions(config.n_classes, &pipeline)?;
-    let options = flow.sampling.options(FlowGenerateOptions::image());
+    let options = flow.sampling.options(pipeline.image_options());
     let started = Instant::now();
     let images = pipeline.image_pixels(&conditions, &options)?;
     let secs = started.elapsed().as_secs_f64();
@@ -292,7 +293,7 @@ fn audio(args: AudioArgs) -> anyhow::Result<()> {
     let config = pipeline.audio_config()?;
     let format = config.format;
     let (conditions, names) = flow.conditions(config.n_classes, &pipeline)?;
-    let options = flow.sampling.options(FlowGenerateOptions::audio());
+    let options = flow.sampling.options(pipeline.audio_options());
     let started = Instant::now();
     let clips = pipeline.clip_samples(&conditions, &options)?;
     let secs = started.elapsed().as_secs_f64();

@@ -9,7 +9,6 @@ use clap::Args;
 
 use aigc::checkpoint::{self, ModelConfig};
 use aigc::modality::audio::{decode_all, encode, mel_shape, AudioDataset};
-use aigc::modality::continuous::FlowGenerateOptions;
 use aigc::modality::image::{ImageDataset, ImageShape};
 use aigc::modality::judge::{
     reference_features, score, Classifier, JudgeData, JudgeScore, Pictures,
@@ -168,7 +167,7 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
     let labels: Vec<usize> = (0..image.n_classes)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
-    let options = args.sampling.options(FlowGenerateOptions::image());
+    let options = args.sampling.options(pipeline.image_options());
     let started = std::time::Instant::now();
     let wanted: Vec<Condition> = labels.iter().map(|&l| Condition::Label(l)).collect();
     let generated = pipeline.image_pixels(&wanted, &options)?;
@@ -263,7 +262,7 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     let labels: Vec<usize> = (0..audio.n_classes)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
-    let options = args.sampling.options(FlowGenerateOptions::audio());
+    let options = args.sampling.options(pipeline.audio_options());
     let started = std::time::Instant::now();
     let wanted: Vec<Condition> = labels.iter().map(|&l| Condition::Label(l)).collect();
     let clips = pipeline.clip_samples(&wanted, &options)?;

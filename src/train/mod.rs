@@ -129,6 +129,7 @@ pub(crate) fn run_config(model: ModelConfig, train: &TrainConfig) -> CheckpointC
         format_version: checkpoint::FORMAT_VERSION,
         model,
         train: Some(train.clone()),
+        sampling: Default::default(),
     }
 }
 

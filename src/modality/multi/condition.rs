@@ -1,6 +1,7 @@
-//! What an image or clip is conditioned on, and how the joint model turns it into the one
-//! condition slot its sequence starts with: a class's embedding, "no condition", or the
-//! core's reading of a text prompt (see the [`model`](super::model) docs).
+//! What an image or clip is conditioned on, and how the joint model turns it into the
+//! condition slots its sequence starts with (one vector, repeated in each): a class's
+//! embedding, "no condition", or the core's reading of a text prompt (see the
+//! [`model`](super::model) docs).
 
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
