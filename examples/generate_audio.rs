@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     let pipeline = Pipeline::load(&dir)?;
     let options = FlowGenerateOptions {
         seed: 42,
-        ..FlowGenerateOptions::audio() // guidance 2, 16 Euler steps per unit, temperature 0.7
+        ..pipeline.audio_options() // the checkpoint's defaults: guidance 2, 16 steps, temperature 0.7
     };
     let clips = pipeline.generate_audio(&[Some(digit); 4], &options)?;
     std::fs::create_dir_all(&out)?;

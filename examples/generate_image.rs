@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     let pipeline = Pipeline::load(&dir)?;
     let options = FlowGenerateOptions {
         seed: 42,
-        ..FlowGenerateOptions::image() // guidance 1.5, 16 Euler steps per patch
+        ..pipeline.image_options() // the checkpoint's defaults: guidance 1.5, 16 Euler steps
     };
     let images = pipeline.generate_image(&[Some(digit); 8], &options)?; // image::DynamicImage
     std::fs::create_dir_all(&out)?;

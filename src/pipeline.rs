@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! let pipeline = aigc::Pipeline::load("models/image-mnist")?;
-//! let options = aigc::modality::continuous::FlowGenerateOptions::image();
+//! let options = pipeline.image_options(); // the checkpoint's sampling defaults
 //! let sevens = pipeline.generate_image(&[Some(7); 4], &options)?;
 //! sevens[0].save("seven.png").expect("writable");
 //! # Ok::<(), aigc::Error>(())
