@@ -20,7 +20,7 @@ fn tensors(path: &Path, prefix: &str) -> BTreeMap<String, Vec<u8>> {
     let header = header.as_object().unwrap();
     header
         .iter()
-        .filter(|(name, _)| name.starts_with(prefix))
+        .filter(|(name, _)| name.starts_with(prefix) && *name != "__metadata__")
         .map(|(name, info)| {
             let at = |i: usize| info["data_offsets"][i].as_u64().unwrap() as usize;
             (name.clone(), data[at(0)..at(1)].to_vec())
@@ -234,23 +234,31 @@ fn a_joint_model_adds_a_modality_on_a_frozen_core_and_fine_tunes() {
     assert!(!tensors(&weights, "audio.").is_empty());
     assert_eq!(config_of(&added)["train"]["core_from"], base_s);
 
-    // Fine-tuning with a learning rate too small to move the weights keeps them, and the
-    // checkpoint's tokenizer.
+    // Fine-tuning with a learning rate too small to move the weights keeps them (every
+    // tensor, adapters included), the checkpoint's tokenizer and sampling defaults, and
+    // trains with the recipe's loss weights.
+    let config = base.join("config.json");
+    let mut json = config_of(&base);
+    json["sampling"] = serde_json::json!({"image_guidance": 3.0});
+    std::fs::write(&config, json.to_string()).unwrap();
+    std::fs::remove_file(base.join("SHA256SUMS")).unwrap(); // the config was edited by hand
     let mut slow = MultiRecipe::tiny();
     (slow.train.lr, slow.train.min_lr, slow.train.steps) = (1e-12, 1e-12, 2);
+    slow.model.loss_weights.image = 0.5;
     let recipe = dir.path().join("slow.json");
     std::fs::write(&recipe, serde_json::to_string(&slow).unwrap()).unwrap();
     let recipe = recipe.to_str().unwrap();
     let init = ["--config", recipe, "--init", base_s];
     let (tuned, o) = joint("tuned", &[&init[..], &["--data", &image]].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let diff = max_abs_diff(
-        &tensors(&tuned.join("model.safetensors"), "core."),
-        &base_core,
-    );
-    assert!(diff < 1e-6, "the core moved by {diff}");
+    let all = |d: &Path| tensors(&d.join("model.safetensors"), "");
+    let diff = max_abs_diff(&all(&tuned), &all(&base));
+    assert!(diff < 1e-6, "the weights moved by {diff}");
     let tokenizer = |d: &Path| std::fs::read(d.join("tokenizer.json")).unwrap();
     assert_eq!(tokenizer(&tuned), tokenizer(&base));
+    let tuned_config = config_of(&tuned);
+    assert_eq!(tuned_config["sampling"]["image_guidance"], 3.0);
+    assert_eq!(tuned_config["model"]["loss_weights"]["image"], 0.5);
 
     // The checkpoint has no audio part to fine-tune.
     let (_, o) = joint("wrong", &[&init[..], &["--data", &audio]].concat());

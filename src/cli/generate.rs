@@ -45,7 +45,8 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    /// The sampling options: these flags over the modality's `defaults`.
+    /// The sampling options: these flags over `defaults` (the checkpoint's own, see
+    /// `Pipeline::image_options`).
     pub fn options(&self, defaults: FlowGenerateOptions) -> FlowGenerateOptions {
         FlowGenerateOptions {
             guidance: self.guidance.unwrap_or(defaults.guidance),

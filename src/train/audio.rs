@@ -9,8 +9,8 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::{
-    run_config, with_core_from, AudioRecipe, MetricsLog, Progress, Session, Start, TrainConfig,
-    Trainable,
+    fine_tune_config, run_config, with_core_from, AudioRecipe, MetricsLog, Progress, Session,
+    Start, TrainConfig, Trainable,
 };
 use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::audio::{
@@ -250,7 +250,11 @@ pub fn pretrain_audio(
             let session = Session::fresh(&recipe.train, device, |_| Ok(model))?;
             (
                 session,
-                run_config(ModelConfig::Audio(recipe.model), &recipe.train),
+                fine_tune_config(
+                    ModelConfig::Audio(recipe.model),
+                    &recipe.train,
+                    base.sampling,
+                ),
                 clips,
             )
         }

@@ -9,8 +9,8 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::{
-    run_config, with_core_from, ImageRecipe, MetricsLog, Progress, Session, Start, TrainConfig,
-    Trainable,
+    fine_tune_config, run_config, with_core_from, ImageRecipe, MetricsLog, Progress, Session,
+    Start, TrainConfig, Trainable,
 };
 use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::image::{ImageDataset, ImageModel, ImageShape};
@@ -135,7 +135,11 @@ pub fn pretrain_image(
             };
             recipe.validate()?;
             let session = Session::fresh(&recipe.train, device, |_| Ok(model))?;
-            let config = run_config(ModelConfig::Image(recipe.model), &recipe.train);
+            let config = fine_tune_config(
+                ModelConfig::Image(recipe.model),
+                &recipe.train,
+                base.sampling,
+            );
             (session, config)
         }
         Start::Fresh(recipe) => {

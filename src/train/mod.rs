@@ -133,6 +133,19 @@ pub(crate) fn run_config(model: ModelConfig, train: &TrainConfig) -> CheckpointC
     }
 }
 
+/// The `config.json` of a run fine-tuning a checkpoint (`init`): [`run_config`] with the
+/// checkpoint's own sampling defaults, which suit the weights it starts from.
+pub(crate) fn fine_tune_config(
+    model: ModelConfig,
+    train: &TrainConfig,
+    sampling: checkpoint::SamplingDefaults,
+) -> CheckpointConfig {
+    CheckpointConfig {
+        sampling,
+        ..run_config(model, train)
+    }
+}
+
 /// The model a fresh run starts from when it is not fine-tuning a whole checkpoint: `model`
 /// (just built, with a core of architecture `core`), with the core weights of
 /// `train.core_from` if set.

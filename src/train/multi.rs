@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::audio::AudioData;
 use super::image::{batch as image_batch, ImageData};
 use super::{
-    evaluate, run_config, with_core_from, MetricsLog, Progress, Session, Start, TrainConfig,
-    Trainable,
+    evaluate, fine_tune_config, run_config, with_core_from, MetricsLog, Progress, Session, Start,
+    TrainConfig, Trainable,
 };
 use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::multi::prompts::{encoded_prompts, prompts};
@@ -318,7 +318,9 @@ fn load_media(
 }
 
 /// The run's data: `text` as a corpus, and `media` with each class's captions read with
-/// `tokenizer`; checks the mix trains at least one modality the run has data for.
+/// `tokenizer`; checks that text windows and captions fit the model (a fine-tuned or resumed
+/// model keeps its context and prompt length) and that the mix trains at least one modality
+/// the run has data for.
 fn load_data(
     paths: &MultiPaths,
     config: &MultiModelConfig,
@@ -328,19 +330,41 @@ fn load_data(
     train: &TrainConfig,
 ) -> Result<MultiData> {
     let text = match (text, &paths.text) {
-        (Some(text), Some(path)) => Some(Corpus::new(text, tokenizer, train.seq_len, path)?),
+        (Some(text), Some(path)) => {
+            if train.seq_len > config.core.max_seq_len {
+                return Err(Error::Config(format!(
+                    "seq_len ({}) exceeds the model's max_seq_len ({})",
+                    train.seq_len, config.core.max_seq_len
+                )));
+            }
+            Some(Corpus::new(text, tokenizer, train.seq_len, path)?)
+        }
         _ => None,
+    };
+    let captions = |modality, classes: &[String]| -> Result<Vec<Vec<Vec<u32>>>> {
+        let encoded = encoded_prompts(tokenizer, modality, classes)?;
+        for (class, phrasings) in classes.iter().zip(&encoded) {
+            if let Some(long) = phrasings.iter().find(|p| p.len() > config.prompt_len) {
+                return Err(Error::Input(format!(
+                    "a caption of {modality} class {class:?} is {} tokens long; this model reads \
+                     prompts of at most {} (a new joint run sizes them to its classes)",
+                    long.len(),
+                    config.prompt_len
+                )));
+            }
+        }
+        Ok(encoded)
     };
     let image = match media.images {
         Some(images) => {
-            let captions = encoded_prompts(tokenizer, Modality::Image, &images.train.classes)?;
+            let captions = captions(Modality::Image, &images.train.classes)?;
             Some((images, captions))
         }
         None => None,
     };
     let audio = match media.clips {
         Some(clips) => {
-            let captions = encoded_prompts(tokenizer, Modality::Audio, &clips.classes)?;
+            let captions = captions(Modality::Audio, &clips.classes)?;
             Some((clips, captions))
         }
         None => None,
@@ -394,10 +418,16 @@ pub fn pretrain_multi(
             let ModelConfig::Multi(mut model_config) = base.model else {
                 unreachable!("load_multi returns joint models")
             };
+            // the architecture is the checkpoint's; how to train it is the recipe's
+            model_config.mix = recipe.model.mix;
+            model_config.loss_weights = recipe.model.loss_weights;
+            model_config.prompt_fraction = recipe.model.prompt_fraction;
             let batch_size = recipe.train.batch_size;
             let media = load_media(paths, &mut model_config, false, batch_size)?;
+            let model = model.with_training_settings(&model_config);
             let session = Session::fresh(&recipe.train, device, |_| Ok(model))?;
-            let config = run_config(ModelConfig::Multi(model_config), &recipe.train);
+            let multi = ModelConfig::Multi(model_config);
+            let config = fine_tune_config(multi, &recipe.train, base.sampling);
             (session, tokenizer, config, media)
         }
         Start::Fresh(recipe) => {

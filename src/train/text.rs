@@ -8,8 +8,8 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 
 use super::{
-    evaluate, run_config, with_core_from, MetricsLog, Progress, Session, Start, TextRecipe,
-    TrainConfig, Trainable,
+    evaluate, fine_tune_config, run_config, with_core_from, MetricsLog, Progress, Session, Start,
+    TextRecipe, TrainConfig, Trainable,
 };
 use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::text::{
@@ -96,7 +96,8 @@ pub fn pretrain_text(
             }
             .validate()?;
             let session = Session::fresh(&recipe.train, device, |_| Ok(model))?;
-            (session, tokenizer, run_config(base.model, &recipe.train))
+            let config = fine_tune_config(base.model, &recipe.train, base.sampling);
+            (session, tokenizer, config)
         }
         Start::Fresh(recipe) => {
             recipe.validate()?;

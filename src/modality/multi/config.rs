@@ -59,9 +59,10 @@ pub struct MultiModelConfig {
     /// The most tokens a prompt may have (the prompt reader pads shorter ones on the left).
     pub prompt_len: usize,
     /// Positions the condition (class, "no condition" or a prompt's reading) fills at the
-    /// start of an image or clip. More slots draw more attention to it, so conditioning is
-    /// learned sooner: in 3,500-step joint runs, 1 slot left clips at 28% label accuracy
-    /// (noise-like, Fréchet 6,302) where 23 slots reached 63%.
+    /// start of an image or clip; 1 if absent (checkpoints from before the field). More
+    /// slots draw more attention to it, so conditioning is learned sooner: in 3,500-step
+    /// joint runs, 1 slot left clips at 28% label accuracy (noise-like, Fréchet 6,302) where
+    /// 23 slots reached 58%.
     #[serde(default = "one")]
     pub condition_slots: usize,
     /// The image adapter and decoder, if the model draws images.

@@ -188,6 +188,17 @@ impl MultiModel {
         self.prompt_fraction
     }
 
+    /// This model with `config`'s training settings (mix, loss weights, caption fraction)
+    /// instead of its own; the architecture and weights are untouched.
+    pub fn with_training_settings(self, config: &MultiModelConfig) -> Self {
+        Self {
+            mix: config.mix,
+            loss_weights: config.loss_weights,
+            prompt_fraction: config.prompt_fraction,
+            ..self
+        }
+    }
+
     /// The text model inside: the token embedding and the core (shared, not copied).
     pub fn text(&self) -> TextModel {
         TextModel::from_parts(self.tok_embed.clone(), self.core.clone())
