@@ -267,4 +267,13 @@ fn a_joint_model_adds_a_modality_on_a_frozen_core_and_fine_tunes() {
         !o.status.success() && err.contains("no audio part"),
         "{err}"
     );
+
+    // Nor room for captions longer than its prompts (here a class named in letters its
+    // tokenizer knows): refused before training, not a panic mid-run.
+    let long = "onetwoonetwoonetwoonetwo";
+    std::fs::rename(images.join("2"), images.join(long)).unwrap();
+    let (_, o) = joint("long", &[&init[..], &["--data", &image]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let expected = format!("a caption of image class \"{long}\" is");
+    assert!(!o.status.success() && err.contains(&expected), "{err}");
 }
