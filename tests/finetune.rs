@@ -276,4 +276,19 @@ fn a_joint_model_adds_a_modality_on_a_frozen_core_and_fine_tunes() {
     let err = String::from_utf8_lossy(&o.stderr);
     let expected = format!("a caption of image class \"{long}\" is");
     assert!(!o.status.success() && err.contains(&expected), "{err}");
+
+    // Nor text windows longer than its context.
+    let mut wide = slow.clone();
+    wide.train.seq_len = 10_000;
+    let recipe = dir.path().join("wide.json");
+    std::fs::write(&recipe, serde_json::to_string(&wide).unwrap()).unwrap();
+    let corpus = small_corpus(dir.path(), 20_000);
+    let text = format!("text={}", corpus.display());
+    let wide_args = ["--config", recipe.to_str().unwrap(), "--init", base_s];
+    let (_, o) = joint("wide", &[&wide_args[..], &["--data", &text]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("seq_len (10000) exceeds the model's max_seq_len"),
+        "{err}"
+    );
 }
