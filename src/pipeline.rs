@@ -112,21 +112,13 @@ impl Pipeline {
     /// Image sampling options for this checkpoint: [`FlowGenerateOptions::image`] with the
     /// checkpoint's own defaults (`sampling` in its `config.json`) over them.
     pub fn image_options(&self) -> FlowGenerateOptions {
-        let defaults = FlowGenerateOptions::image();
-        FlowGenerateOptions {
-            guidance: self.sampling.image_guidance.unwrap_or(defaults.guidance),
-            ..defaults
-        }
+        guided_by(FlowGenerateOptions::image(), self.sampling.image_guidance)
     }
 
     /// Audio sampling options for this checkpoint: [`FlowGenerateOptions::audio`] with the
     /// checkpoint's own defaults over them.
     pub fn audio_options(&self) -> FlowGenerateOptions {
-        let defaults = FlowGenerateOptions::audio();
-        FlowGenerateOptions {
-            guidance: self.sampling.audio_guidance.unwrap_or(defaults.guidance),
-            ..defaults
-        }
+        guided_by(FlowGenerateOptions::audio(), self.sampling.audio_guidance)
     }
 
     /// The modality the loaded model generates (a joint model: text, and more).
@@ -318,5 +310,13 @@ impl Pipeline {
                 with_article(&wanted.to_string())
             )),
         }
+    }
+}
+
+/// `defaults` with the checkpoint's `guidance`, if it has one.
+fn guided_by(defaults: FlowGenerateOptions, guidance: Option<f32>) -> FlowGenerateOptions {
+    FlowGenerateOptions {
+        guidance: guidance.unwrap_or(defaults.guidance),
+        ..defaults
     }
 }

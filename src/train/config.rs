@@ -134,6 +134,17 @@ impl TrainConfig {
         self.batch_size * self.seq_len
     }
 
+    /// Checks that text windows of `seq_len` tokens fit a core of `max_seq_len` positions.
+    pub fn check_window(&self, max_seq_len: usize) -> Result<()> {
+        match self.seq_len <= max_seq_len {
+            true => Ok(()),
+            false => Err(Error::Config(format!(
+                "seq_len ({}) exceeds the model's max_seq_len ({max_seq_len})",
+                self.seq_len
+            ))),
+        }
+    }
+
     /// Checks the settings make sense together.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));

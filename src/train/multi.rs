@@ -331,12 +331,7 @@ fn load_data(
 ) -> Result<MultiData> {
     let text = match (text, &paths.text) {
         (Some(text), Some(path)) => {
-            if train.seq_len > config.core.max_seq_len {
-                return Err(Error::Config(format!(
-                    "seq_len ({}) exceeds the model's max_seq_len ({})",
-                    train.seq_len, config.core.max_seq_len
-                )));
-            }
+            train.check_window(config.core.max_seq_len)?;
             Some(Corpus::new(text, tokenizer, train.seq_len, path)?)
         }
         _ => None,

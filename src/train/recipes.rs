@@ -8,7 +8,7 @@ use crate::core::TransformerConfig;
 use crate::modality::audio::{AudioFormat, AudioModelConfig};
 use crate::modality::image::ImageModelConfig;
 use crate::modality::text::TokenizerKind;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Everything `aigc pretrain text` needs besides the data: tokenizer, architecture, training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,13 +63,7 @@ impl TextRecipe {
     pub fn validate(&self) -> Result<()> {
         self.core.validate()?;
         self.train.validate()?;
-        if self.train.seq_len > self.core.max_seq_len {
-            return Err(Error::Config(format!(
-                "seq_len ({}) exceeds the model's max_seq_len ({})",
-                self.train.seq_len, self.core.max_seq_len
-            )));
-        }
-        Ok(())
+        self.train.check_window(self.core.max_seq_len)
     }
 }
 

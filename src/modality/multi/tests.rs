@@ -118,30 +118,16 @@ fn bad_conditions_and_configs_are_errors() {
     let device = crate::default_device();
     let model = tiny().init(&device).unwrap();
     let patches = Tensor::<3>::zeros([1, 4, 16], &device);
-    let err = |c: Condition| {
-        let out = model.image_loss(patches.clone(), &[c], &[0]);
+    let err_with = |c: Condition, labels: &[usize]| {
+        let out = model.image_loss(patches.clone(), &[c], labels);
         out.err().unwrap().to_string()
     };
+    let err = |c: Condition| err_with(c, &[0]);
     assert!(err(Condition::Label(3)).contains("outside the model's 3 image classes"));
     assert!(err(Condition::Prompt(vec![1; 7])).contains("at most 6"));
-    let out = model.image_loss(patches.clone(), &[Condition::Label(0)], &[0, 1]);
-    assert!(out
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("got 1 conditions and 2 labels"));
-    let out = model.image_loss(patches.clone(), &[Condition::Prompt(vec![1])], &[3]);
-    assert!(out
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("label 3 is outside"));
-    let out = model.image_loss(patches.clone(), &[Condition::Prompt(vec![20])], &[0]);
-    assert!(out
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("token 20 is outside"));
+    assert!(err_with(Condition::Label(0), &[0, 1]).contains("got 1 conditions and 2 labels"));
+    assert!(err_with(Condition::Prompt(vec![1]), &[3]).contains("label 3 is outside"));
+    assert!(err(Condition::Prompt(vec![20])).contains("token 20 is outside"));
     let no_audio = MultiModelConfig {
         audio: None,
         ..tiny()
