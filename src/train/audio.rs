@@ -7,7 +7,6 @@ use std::path::Path;
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::Rng;
-use rayon::prelude::*;
 
 use super::{
     fine_tune_config, run_config, with_core_from, AudioRecipe, MetricsLog, Progress, Session,
@@ -15,7 +14,7 @@ use super::{
 };
 use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::audio::{
-    encode, prepare, AudioDataset, AudioFormat, AudioModel, AudioModelConfig, BinStats,
+    encode, AudioDataset, AudioFormat, AudioModel, AudioModelConfig, BinStats,
 };
 use crate::modality::Split;
 use crate::{Error, Result};
@@ -31,28 +30,16 @@ pub struct AudioUnits {
 }
 
 impl AudioUnits {
-    /// The clips of `data`, each `time_shifts` times: copy `j` starts `j * hop_len /
-    /// time_shifts` samples late, so its frames fall between the first copy's.
     fn new(
         data: &AudioDataset,
         format: &AudioFormat,
         stats: &BinStats,
-        time_shifts: usize,
         bucket_size: usize,
     ) -> Self {
-        let shifts = time_shifts.max(1);
-        let clips: Vec<Vec<f32>> = (0..data.clips.len() * shifts)
-            .into_par_iter()
-            .map(|k| {
-                let clip = &data.clips[k / shifts];
-                let offset = (k % shifts * format.hop_len / shifts).min(clip.len());
-                encode(format, stats, &prepare(format, &clip[offset..]))
-            })
-            .collect();
-        let labels = data
-            .labels
+        let clips: Vec<Vec<f32>> = data
+            .clips
             .iter()
-            .flat_map(|&l| std::iter::repeat_n(l, shifts))
+            .map(|c| encode(format, stats, c))
             .collect();
         let mut order: Vec<usize> = (0..clips.len()).collect();
         order.sort_by_key(|&i| clips[i].len());
@@ -62,7 +49,7 @@ impl AudioUnits {
             .collect();
         Self {
             clips,
-            labels,
+            labels: data.labels.clone(),
             buckets,
             unit_dim: format.unit_dim(),
         }
@@ -184,14 +171,8 @@ impl AudioData {
         }
         let stats = config.stats()?;
         Ok(Self {
-            train: AudioUnits::new(
-                train,
-                &config.format,
-                stats,
-                config.time_shifts,
-                4 * batch_size,
-            ),
-            test: AudioUnits::new(test, &config.format, stats, 1, batch_size),
+            train: AudioUnits::new(train, &config.format, stats, 4 * batch_size),
+            test: AudioUnits::new(test, &config.format, stats, batch_size),
             classes: train.classes.clone(),
         })
     }
@@ -303,57 +284,4 @@ pub fn pretrain_audio(
     let save = |s: &Session<AudioModel>, metrics: &MetricsLog| s.save(out, &config, None, metrics);
     session.fit(&clips, out, save, on_progress)?;
     Ok(session.state)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn time_shifts_frame_each_clip_several_ways() {
-        let format = AudioModelConfig::tiny().format;
-        let tone = |hz: f32, n: usize| -> Vec<f32> {
-            let w = std::f32::consts::TAU * hz / format.sample_rate as f32;
-            prepare(
-                &format,
-                &(0..n).map(|i| (w * i as f32).sin()).collect::<Vec<_>>(),
-            )
-        };
-        let data = AudioDataset {
-            classes: vec!["low".into(), "high".into()],
-            clips: vec![tone(300.0, 200), tone(1100.0, 150)],
-            labels: vec![0, 1],
-        };
-        let stats = BinStats::fit(&format, &data.clips);
-        let plain = AudioUnits::new(&data, &format, &stats, 1, 8);
-        let shifted = AudioUnits::new(&data, &format, &stats, 4, 8);
-        assert_eq!(plain.clips.len(), 2);
-        assert_eq!(shifted.clips.len(), 8);
-        assert_eq!(shifted.labels, [0, 0, 0, 0, 1, 1, 1, 1]);
-        // copy 0 of each clip is the clip as it is; the others start 8, 16, 24 samples late
-        assert_eq!(shifted.clips[0], plain.clips[0]);
-        assert_eq!(shifted.clips[4], plain.clips[1]);
-        let late = encode(&format, &stats, &prepare(&format, &data.clips[1][16..]));
-        assert_eq!(shifted.clips[6], late);
-        assert_ne!(shifted.clips[5], plain.clips[1]);
-        assert_eq!(shifted.buckets.iter().map(Vec::len).sum::<usize>(), 8);
-    }
-
-    #[test]
-    fn time_shifts_must_fit_in_a_hop() {
-        let base = AudioModelConfig::tiny();
-        for bad in [0, base.format.hop_len + 1] {
-            let config = AudioModelConfig {
-                time_shifts: bad,
-                ..base.clone()
-            };
-            let err = config.validate().unwrap_err().to_string();
-            assert!(err.contains("time_shifts"), "{err}");
-        }
-        let most = AudioModelConfig {
-            time_shifts: base.format.hop_len,
-            ..base
-        };
-        most.validate().unwrap();
-    }
 }

@@ -181,7 +181,6 @@ impl AudioRecipe {
                 noise_draws: 4,
                 input_noise: 0.1,
                 flow_time: crate::modality::flow::FlowTime::LogitNormal,
-                time_shifts: 1,
             },
             train: TrainConfig {
                 steps: 5500,

@@ -44,19 +44,10 @@ pub struct AudioModelConfig {
     /// How the training loss draws flow times. Default: logit-normal.
     #[serde(default = "logit_normal")]
     pub flow_time: FlowTime,
-    /// Copies of each training clip, copy `j` started `j * hop_len / time_shifts` samples
-    /// late: the same recordings framed `time_shifts` ways, a data augmentation that keeps
-    /// the data's distribution. 1 (the default) trains on the clips as they are.
-    #[serde(default = "one")]
-    pub time_shifts: usize,
 }
 
 fn logit_normal() -> FlowTime {
     FlowTime::LogitNormal
-}
-
-fn one() -> usize {
-    1
 }
 
 impl AudioModelConfig {
@@ -81,7 +72,6 @@ impl AudioModelConfig {
             noise_draws: 2,
             input_noise: 0.1,
             flow_time: FlowTime::LogitNormal,
-            time_shifts: 1,
         }
     }
 
@@ -108,12 +98,6 @@ impl AudioModelConfig {
             return Err(Error::Config(
                 "n_classes and noise_draws must be positive, input_noise >= 0".into(),
             ));
-        }
-        if self.time_shifts == 0 || self.time_shifts > self.format.hop_len {
-            return Err(Error::Config(format!(
-                "time_shifts must be between 1 and hop_len ({}), not {}",
-                self.format.hop_len, self.time_shifts
-            )));
         }
         if self.core.max_seq_len < self.format.max_units + 1 {
             return Err(Error::Config(format!(

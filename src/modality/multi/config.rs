@@ -166,7 +166,6 @@ impl AudioPartConfig {
             noise_draws: self.noise_draws,
             input_noise: self.input_noise,
             flow_time: self.flow_time,
-            time_shifts: 1,
         }
     }
 }
