@@ -128,6 +128,19 @@ fn bad_conditions_and_configs_are_errors() {
     assert!(err_with(Condition::Label(0), &[0, 1]).contains("got 1 conditions and 2 labels"));
     assert!(err_with(Condition::Prompt(vec![1]), &[3]).contains("label 3 is outside"));
     assert!(err(Condition::Prompt(vec![20])).contains("token 20 is outside"));
+    let two_rows = Tensor::<3>::zeros([2, 4, 16], &device);
+    let out = model.image_loss(two_rows, &[Condition::Label(0)], &[0]);
+    assert!(out
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("1 conditions for 2 rows"));
+    let units = Tensor::<3>::zeros([1, 2, 66], &device);
+    for lengths in [&[3][..], &[0], &[2, 2]] {
+        let out = model.audio_loss(units.clone(), lengths, &[Condition::Label(0)], &[0]);
+        let err = out.err().unwrap().to_string();
+        assert!(err.contains("one clip length in 1..=2"), "{err}");
+    }
     let no_audio = MultiModelConfig {
         audio: None,
         ..tiny()
