@@ -30,16 +30,23 @@ pub enum Condition {
 }
 
 impl MultiModel {
-    /// The condition slots of a training batch and `ALIGN_WEIGHT` times the mean squared
-    /// distance of each prompt's reading from its class's embedding (held fixed), relative to
-    /// that embedding's squared norm; zero without prompts.
+    /// The condition slots of a training batch of `rows` rows and `ALIGN_WEIGHT` times the
+    /// mean squared distance of each prompt's reading from its class's embedding (held
+    /// fixed), relative to that embedding's squared norm; zero without prompts.
     pub(super) fn conditioned(
         &self,
         modality: Modality,
+        rows: usize,
         conditions: &[Condition],
         labels: &[usize],
         device: &Device,
     ) -> Result<(Tensor<3>, Tensor<1>)> {
+        if rows != conditions.len() {
+            return Err(Error::Input(format!(
+                "one condition per row: got {} conditions for {rows} rows",
+                conditions.len()
+            )));
+        }
         if labels.len() != conditions.len() {
             return Err(Error::Input(format!(
                 "one label per condition: got {} conditions and {} labels",

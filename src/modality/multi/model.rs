@@ -97,16 +97,6 @@ fn embedding(rows: usize, d: usize, device: &Device) -> Embedding {
         .init(device)
 }
 
-/// A training batch needs exactly one condition per row.
-fn one_row_per_condition(rows: usize, conditions: usize) -> Result<()> {
-    if rows != conditions {
-        return Err(Error::Input(format!(
-            "one condition per row: got {conditions} conditions for {rows} rows"
-        )));
-    }
-    Ok(())
-}
-
 fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     LinearConfig::new(d_in, d_out)
         .with_initializer(Initializer::Normal {
@@ -226,8 +216,9 @@ impl MultiModel {
         labels: &[usize],
     ) -> Result<Tensor<1>> {
         let device = patches.device();
-        one_row_per_condition(patches.dims()[0], conditions.len())?;
-        let (prefix, align) = self.conditioned(Modality::Image, conditions, labels, &device)?;
+        let rows = patches.dims()[0];
+        let (prefix, align) =
+            self.conditioned(Modality::Image, rows, conditions, labels, &device)?;
         Ok(self.image_parts()?.loss(prefix, patches) + align)
     }
 
@@ -245,13 +236,13 @@ impl MultiModel {
     ) -> Result<Tensor<1>> {
         let device = units.device();
         let [rows, n_units, _] = units.dims();
-        one_row_per_condition(rows, conditions.len())?;
         if lengths.len() != rows || lengths.iter().any(|&l| l == 0 || l > n_units) {
             return Err(Error::Input(format!(
                 "one clip length in 1..={n_units} per row: got {lengths:?} for {rows} rows"
             )));
         }
-        let (prefix, align) = self.conditioned(Modality::Audio, conditions, labels, &device)?;
+        let (prefix, align) =
+            self.conditioned(Modality::Audio, rows, conditions, labels, &device)?;
         Ok(self.audio_parts()?.loss(prefix, units, lengths) + align)
     }
 
