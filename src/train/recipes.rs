@@ -181,6 +181,7 @@ impl AudioRecipe {
                 noise_draws: 4,
                 input_noise: 0.1,
                 flow_time: crate::modality::flow::FlowTime::LogitNormal,
+                onset: None,
             },
             train: TrainConfig {
                 steps: 5500,

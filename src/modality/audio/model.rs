@@ -7,6 +7,9 @@
 //! input:  [class] [length] [unit 0] ... [unit N-2]
 //! output:   len     z0       z1     ...   z(N-1)      z_i -> FlowHead -> unit i
 //! ```
+//!
+//! With an onset head (see [`OnsetHeadConfig`]), the first unit is drawn at the class position
+//! and the length after it: `[class] [unit 0] [length] [unit 1] ...`.
 
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
@@ -44,6 +47,23 @@ pub struct AudioModelConfig {
     /// How the training loss draws flow times. Default: logit-normal.
     #[serde(default = "logit_normal")]
     pub flow_time: FlowTime,
+    /// A separate flow head for the first unit, drawn before the length token. `None`: the
+    /// length comes first and the main head draws every unit.
+    #[serde(default)]
+    pub onset: Option<OnsetHeadConfig>,
+}
+
+/// Shape of the head that draws a clip's first unit. The first unit is the hardest to draw (it
+/// picks the voice, the level and the digit's first sound from the class alone, where later
+/// units follow their context), and the rest of the clip hangs on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnsetHeadConfig {
+    /// Hidden width.
+    pub width: usize,
+    /// Residual blocks.
+    pub blocks: usize,
+    /// Noise/time draws per clip in the training loss.
+    pub draws: usize,
 }
 
 fn logit_normal() -> FlowTime {
@@ -72,6 +92,7 @@ impl AudioModelConfig {
             noise_draws: 2,
             input_noise: 0.1,
             flow_time: FlowTime::LogitNormal,
+            onset: None,
         }
     }
 
@@ -85,18 +106,31 @@ impl AudioModelConfig {
         }
     }
 
+    /// The onset head this config implies, if any.
+    pub fn onset_head(&self) -> Option<FlowHeadConfig> {
+        self.onset.as_ref().map(|onset| FlowHeadConfig {
+            width: onset.width,
+            n_blocks: onset.blocks,
+            ..self.head()
+        })
+    }
+
     /// Checks the pieces fit together (the statistics may still be missing).
     pub fn validate(&self) -> Result<()> {
         self.format.validate()?;
         self.core.validate()?;
         self.head().validate()?;
+        if let Some(onset) = self.onset_head() {
+            onset.validate()?;
+        }
         if self.n_classes == 0
             || self.noise_draws == 0
+            || self.onset.as_ref().is_some_and(|o| o.draws == 0)
             || !self.input_noise.is_finite()
             || self.input_noise < 0.0
         {
             return Err(Error::Config(
-                "n_classes and noise_draws must be positive, input_noise >= 0".into(),
+                "n_classes and noise draws must be positive, input_noise >= 0".into(),
             ));
         }
         if self.core.max_seq_len < self.format.max_units + 1 {
@@ -150,6 +184,8 @@ impl AudioModelConfig {
                 .init(device),
             core: self.core.init(device),
             head: self.head().init(device),
+            onset: self.onset_head().map(|head| head.init(device)),
+            onset_draws: self.onset.as_ref().map_or(0, |o| o.draws),
             n_classes: self.n_classes,
             unit_dim,
             noise_draws: self.noise_draws,
@@ -172,6 +208,9 @@ pub struct AudioModel {
     length_head: Linear,
     core: Transformer,
     head: FlowHead,
+    /// Draws the first unit, before the length token.
+    onset: Option<FlowHead>,
+    onset_draws: usize,
     n_classes: usize,
     unit_dim: usize,
     noise_draws: usize,
@@ -194,6 +233,8 @@ impl AudioModel {
             frame_embed: &self.frame_embed,
             length_head: &self.length_head,
             head: &self.head,
+            onset: self.onset.as_ref(),
+            onset_draws: self.onset_draws,
             unit_dim: self.unit_dim,
             noise_draws: self.noise_draws,
             input_noise: self.input_noise,
@@ -236,11 +277,25 @@ mod tests {
 
     #[test]
     fn loss_ignores_padding_and_generation_respects_lengths() {
+        for onset in [None, Some(tiny_onset())] {
+            padding_and_lengths(AudioModelConfig {
+                input_noise: 0.0, // no draws that depend on the padded length
+                onset,
+                ..AudioModelConfig::tiny()
+            });
+        }
+    }
+
+    fn tiny_onset() -> OnsetHeadConfig {
+        OnsetHeadConfig {
+            width: 32,
+            blocks: 2,
+            draws: 4,
+        }
+    }
+
+    fn padding_and_lengths(config: AudioModelConfig) {
         let device = crate::default_device();
-        let config = AudioModelConfig {
-            input_noise: 0.0, // no draws that depend on the padded length
-            ..AudioModelConfig::tiny()
-        };
         let model = config.init(&device).unwrap();
         let u = config.format.unit_dim();
         let labels = || Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 3], [2]), &device);
@@ -283,6 +338,64 @@ mod tests {
                 assert!(clip.len() % u == 0 && (1..=config.format.max_units).contains(&n));
             }
         }
+    }
+
+    /// Clips whose first unit decides their length (all +1: 2 units; all -1: 6 units). With
+    /// the length drawn after the first unit, generated clips keep the pairs together.
+    #[test]
+    fn the_length_drawn_after_the_onset_agrees_with_it() {
+        use burn::optim::{AdamWConfig, GradientsParams};
+        let device = crate::default_device().autodiff();
+        let _rng = crate::rng::lock_device_rng();
+        device.seed(5);
+        let config = AudioModelConfig {
+            onset: Some(tiny_onset()),
+            ..AudioModelConfig::tiny()
+        };
+        let u = config.format.unit_dim();
+        let mut model = config.init(&device).unwrap();
+        let mut optim = AdamWConfig::new().init();
+        let (batch, n) = (16, 6);
+        for step in 0..300 {
+            let mut units = vec![0.0f32; batch * n * u];
+            let mut lengths = Vec::new();
+            for k in 0..batch {
+                let long = (k + step) % 2 == 0;
+                let first = if long { -1.0 } else { 1.0 };
+                units[k * n * u..k * n * u + u].fill(first);
+                lengths.push(if long { 6 } else { 2 });
+            }
+            let units = Tensor::<3>::from_data(TensorData::new(units, [batch, n, u]), &device);
+            let labels = Tensor::<1, Int>::zeros([batch], &device);
+            let loss = model.loss(units, &lengths, labels);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(3e-3, model, grads);
+        }
+        let model = model.valid();
+        let options = FlowGenerateOptions {
+            guidance: 1.0,
+            temperature: 1.0,
+            steps: 8,
+            ..FlowGenerateOptions::audio()
+        };
+        let clips = model.generate(&[0; 32], &options, &crate::default_device());
+        let paired = clips
+            .iter()
+            .filter(|clip| {
+                let first = clip[..u].iter().sum::<f32>() / u as f32;
+                let n = clip.len() / u;
+                (first > 0.0 && n <= 3) || (first < 0.0 && n >= 5)
+            })
+            .count();
+        let long = clips.iter().filter(|clip| clip.len() / u >= 5).count();
+        assert!(
+            paired >= 28,
+            "{paired}/32 clips as long as their first unit says"
+        );
+        assert!(
+            (6..=26).contains(&long),
+            "{long}/32 long clips: both kinds drawn"
+        );
     }
 
     #[test]

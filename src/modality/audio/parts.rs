@@ -6,6 +6,16 @@
 //! output:        ... z(P-1)        z(P)     z(P+1) ...  z(P+N-1)
 //!                    └─ length head  └─ flow head draws unit 0, 1, ...
 //! ```
+//!
+//! With an onset head the first unit comes before the length, so the length agrees with the
+//! voice the first unit starts (a real first unit fixes the rest of the clip: with it, free
+//! running reaches near the real clips' Fréchet distance):
+//!
+//! ```text
+//! input:  [condition prefix (P)] [unit 0] [length] [unit 1] ... [unit N-2]
+//! output:        ... z(P-1)        z(P)     z(P+1)   z(P+2) ...  z(P+N-1)
+//!                    └─ onset head └─ length head └─ flow head draws unit 1, 2, ...
+//! ```
 
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
@@ -26,6 +36,10 @@ pub(crate) struct AudioParts<'a> {
     pub frame_embed: &'a Linear,
     pub length_head: &'a Linear,
     pub head: &'a FlowHead,
+    /// Draws the first unit, before the length token; `None`: the length comes first.
+    pub onset: Option<&'a FlowHead>,
+    /// Noise/time draws per clip for the onset head's loss.
+    pub onset_draws: usize,
     pub unit_dim: usize,
     pub noise_draws: usize,
     pub input_noise: f32,
@@ -44,42 +58,71 @@ impl AudioParts<'_> {
         let device = units.device();
         let length_ids: Vec<i64> = lengths.iter().map(|&l| l as i64 - 1).collect();
         let length_ids = Tensor::<1, Int>::from_data(TensorData::new(length_ids, [b]), &device);
-        let mut parts = vec![
-            prefix,
-            self.length_embed
-                .forward(length_ids.clone().reshape([b, 1])), // (B, 1, D)
-        ];
-        if n > 1 {
-            let fed = units.clone().narrow(1, 0, n - 1); // (B, N-1, unit_dim)
+        let onset = self.onset.is_some() as usize;
+        // With an onset head the first unit is fed even when it is the only one: the length is
+        // read at its output.
+        let fed_count = (n - 1).max(onset);
+        let mut parts = vec![prefix];
+        let length_token = self
+            .length_embed
+            .forward(length_ids.clone().reshape([b, 1])); // (B, 1, D)
+        if fed_count > 0 {
+            let fed = units.clone().narrow(1, 0, fed_count); // (B, fed_count, unit_dim)
             let fed = if self.input_noise > 0.0 {
                 let noise = Distribution::Normal(0.0, self.input_noise as f64);
                 fed.clone() + fed.random_like(noise)
             } else {
                 fed
             };
-            parts.push(self.frame_embed.forward(fed));
+            let fed = self.frame_embed.forward(fed);
+            if onset > 0 {
+                parts.push(fed.clone().narrow(1, 0, onset));
+            }
+            parts.push(length_token);
+            if fed_count > onset {
+                parts.push(fed.narrow(1, onset, fed_count - onset));
+            }
+        } else {
+            parts.push(length_token);
         }
-        let z = self.core.forward(Tensor::cat(parts, 1)); // (B, P+N, D)
+        let z = self.core.forward(Tensor::cat(parts, 1)); // (B, P+fed_count+1, D)
         let d = z.dims()[2];
         let length_logits = self
             .length_head
-            .forward(z.clone().narrow(1, p_len - 1, 1).reshape([b, d]));
+            .forward(z.clone().narrow(1, p_len + onset - 1, 1).reshape([b, d]));
         let length_loss = log_softmax(length_logits, 1)
             .gather(1, length_ids.reshape([b, 1]))
             .mean()
             .neg();
+        // Unit i >= onset is drawn from the output at P + i, after the length token.
         let valid: Vec<i64> = (0..b)
-            .flat_map(|k| (0..lengths[k]).map(move |i| (k * n + i) as i64))
+            .flat_map(|k| (onset..lengths[k]).map(move |i| (k * n + i) as i64))
             .collect();
         let rows = valid.len();
-        let valid = Tensor::<1, Int>::from_data(TensorData::new(valid, [rows]), &device);
-        let x0 = units.reshape([b * n, u]).select(0, valid.clone());
-        let z = z.narrow(1, p_len, n).reshape([b * n, d]).select(0, valid);
-        self.head.loss(x0, z, self.noise_draws, self.flow_time) + length_loss * LENGTH_LOSS_WEIGHT
+        let mut loss = length_loss * LENGTH_LOSS_WEIGHT;
+        if rows > 0 {
+            let valid = Tensor::<1, Int>::from_data(TensorData::new(valid, [rows]), &device);
+            let x0 = units.clone().reshape([b * n, u]).select(0, valid.clone());
+            let z_units = z
+                .clone()
+                .narrow(1, p_len, n)
+                .reshape([b * n, d])
+                .select(0, valid);
+            loss = loss
+                + self
+                    .head
+                    .loss(x0, z_units, self.noise_draws, self.flow_time);
+        }
+        if let Some(onset_head) = self.onset {
+            let x0 = units.narrow(1, 0, 1).reshape([b, u]);
+            let z_first = z.narrow(1, p_len - 1, 1).reshape([b, d]);
+            loss = loss + onset_head.loss(x0, z_first, self.onset_draws, self.flow_time);
+        }
+        loss
     }
 
-    /// Draws `n_clips` clips after `prefix`: first each length from the prefix's last
-    /// position, then the units with a KV cache (with guidance, `prefix` holds the
+    /// Draws `n_clips` clips after `prefix`: the first unit with the onset head if there is
+    /// one, then each length from the last position so far, then the units with a KV cache (with guidance, `prefix` holds the
     /// conditional rows, then as many unconditional ones). Returns each clip's units,
     /// `[n_units * unit_dim]` row-major, `n_units` as drawn.
     ///
@@ -93,9 +136,31 @@ impl AudioParts<'_> {
     ) -> Vec<Vec<f32>> {
         let [rows, p_len, d] = prefix.dims();
         let (b, guided, device) = (n_clips, options.guidance != 1.0, prefix.device());
-        // The prefix goes through the core twice: here for the lengths, and in the cached
-        // prefix below with the rows reordered (a cache cannot reorder).
-        let z = self.core.forward(prefix.clone()).narrow(1, p_len - 1, 1);
+        let (steps, temperature) = (options.steps, options.temperature);
+        // With an onset head: the first unit, drawn before the length.
+        let first = self.onset.map(|onset_head| {
+            let z = self.core.forward(prefix.clone()).narrow(1, p_len - 1, 1);
+            let z = z.reshape([rows, d]);
+            let guide = guided.then(|| (z.clone().narrow(0, b, b), options.guidance));
+            onset_head.sample(z.narrow(0, 0, b), guide, steps, self.unit_dim, temperature)
+        }); // (B, unit_dim)
+        let context = match &first {
+            Some(unit) => {
+                let fed = match guided {
+                    true => Tensor::cat(vec![unit.clone(), unit.clone()], 0),
+                    false => unit.clone(),
+                };
+                let fed = self
+                    .frame_embed
+                    .forward(fed.reshape([rows, 1, self.unit_dim]));
+                Tensor::cat(vec![prefix, fed], 1)
+            }
+            None => prefix,
+        }; // (rows, C, D): the condition prefix, then the first unit if drawn
+        let c_len = context.dims()[1];
+        // The context goes through the core twice: here for the lengths, and in the cached
+        // context below with the rows reordered (a cache cannot reorder).
+        let z = self.core.forward(context.clone()).narrow(1, c_len - 1, 1);
         let logits = self
             .length_head
             .forward(z.reshape([rows, d]).narrow(0, 0, b));
@@ -113,31 +178,47 @@ impl AudioParts<'_> {
         let row_order = Tensor::<1, Int>::from_data(TensorData::new(row_order, [rows]), &device);
         let length_ids =
             Tensor::<2, Int>::from_data(TensorData::new(length_ids, [rows, 1]), &device);
-        let prefix = Tensor::cat(
+        let context = Tensor::cat(
             vec![
-                prefix.select(0, row_order),
+                context.select(0, row_order),
                 self.length_embed.forward(length_ids),
             ],
             1,
-        ); // (rows, P+1, D): condition, length token
+        ); // (rows, C+1, D)
         let mut cache = self.core.new_cache();
         let z = self
             .core
-            .forward_cached(prefix, &mut cache)
-            .narrow(1, p_len, 1);
-        let sorted: Vec<usize> = order.iter().map(|&r| lengths[r] as usize + 1).collect();
+            .forward_cached(context, &mut cache)
+            .narrow(1, c_len, 1);
+        let mut clips: Vec<Vec<f32>> = match first {
+            Some(unit) => {
+                let values: Vec<f32> = unit.into_data().try_into_vec().expect("f32 units");
+                values
+                    .chunks_exact(self.unit_dim)
+                    .map(<[f32]>::to_vec)
+                    .collect()
+            }
+            None => vec![Vec::new(); b],
+        };
+        let drawn_first = self.onset.is_some() as usize;
+        let rest: Vec<usize> = order
+            .iter()
+            .map(|&r| lengths[r] as usize + 1 - drawn_first)
+            .collect();
+        if rest[0] == 0 {
+            return clips;
+        }
         let sampler = UnitSampler {
             core: self.core,
             head: self.head,
             embed: self.frame_embed,
             unit_dim: self.unit_dim,
         };
-        let units = sampler.sample(z, &mut cache, &sorted, options);
+        let units = sampler.sample(z, &mut cache, &rest, options);
         let values: Vec<f32> = units.into_data().try_into_vec().expect("f32 units");
-        let per_clip = sorted[0] * self.unit_dim;
-        let mut clips = vec![Vec::new(); b];
-        for ((clip, &r), &n) in values.chunks_exact(per_clip).zip(&order).zip(&sorted) {
-            clips[r] = clip[..n * self.unit_dim].to_vec();
+        let per_clip = rest[0] * self.unit_dim;
+        for ((drawn, &r), &n) in values.chunks_exact(per_clip).zip(&order).zip(&rest) {
+            clips[r].extend_from_slice(&drawn[..n * self.unit_dim]);
         }
         clips
     }

@@ -306,6 +306,8 @@ impl MultiModel {
             frame_embed: &a.frame_embed,
             length_head: &a.length_head,
             head: &a.head,
+            onset: None,
+            onset_draws: 0,
             unit_dim: a.unit_dim,
             noise_draws: a.noise_draws,
             input_noise: a.input_noise,
