@@ -47,6 +47,11 @@ pub(crate) struct AudioParts<'a> {
 }
 
 impl AudioParts<'_> {
+    /// Units that come before the length token: 1 with an onset head, else 0.
+    fn units_before_length(&self) -> usize {
+        self.onset.is_some() as usize
+    }
+
     /// Flow-matching loss of the units plus the weighted length cross-entropy, after `prefix`.
     ///
     /// # Shapes
@@ -58,15 +63,11 @@ impl AudioParts<'_> {
         let device = units.device();
         let length_ids: Vec<i64> = lengths.iter().map(|&l| l as i64 - 1).collect();
         let length_ids = Tensor::<1, Int>::from_data(TensorData::new(length_ids, [b]), &device);
-        let onset = self.onset.is_some() as usize;
+        let onset = self.units_before_length();
         // With an onset head the first unit is fed even when it is the only one: the length is
         // read at its output.
         let fed_count = (n - 1).max(onset);
-        let mut parts = vec![prefix];
-        let length_token = self
-            .length_embed
-            .forward(length_ids.clone().reshape([b, 1])); // (B, 1, D)
-        if fed_count > 0 {
+        let fed = (fed_count > 0).then(|| {
             let fed = units.clone().narrow(1, 0, fed_count); // (B, fed_count, unit_dim)
             let fed = if self.input_noise > 0.0 {
                 let noise = Distribution::Normal(0.0, self.input_noise as f64);
@@ -74,16 +75,18 @@ impl AudioParts<'_> {
             } else {
                 fed
             };
-            let fed = self.frame_embed.forward(fed);
-            if onset > 0 {
-                parts.push(fed.clone().narrow(1, 0, onset));
-            }
-            parts.push(length_token);
-            if fed_count > onset {
-                parts.push(fed.narrow(1, onset, fed_count - onset));
-            }
-        } else {
-            parts.push(length_token);
+            self.frame_embed.forward(fed) // (B, fed_count, D)
+        });
+        let mut parts = vec![prefix];
+        if onset > 0 {
+            parts.extend(fed.clone().map(|fed| fed.narrow(1, 0, onset)));
+        }
+        parts.push(
+            self.length_embed
+                .forward(length_ids.clone().reshape([b, 1])), // (B, 1, D)
+        );
+        if fed_count > onset {
+            parts.extend(fed.map(|fed| fed.narrow(1, onset, fed_count - onset)));
         }
         let z = self.core.forward(Tensor::cat(parts, 1)); // (B, P+fed_count+1, D)
         let d = z.dims()[2];
@@ -122,9 +125,9 @@ impl AudioParts<'_> {
     }
 
     /// Draws `n_clips` clips after `prefix`: the first unit with the onset head if there is
-    /// one, then each length from the last position so far, then the units with a KV cache (with guidance, `prefix` holds the
-    /// conditional rows, then as many unconditional ones). Returns each clip's units,
-    /// `[n_units * unit_dim]` row-major, `n_units` as drawn.
+    /// one, then each length from the last position so far, then the units with a KV cache
+    /// (with guidance, `prefix` holds the conditional rows, then as many unconditional ones).
+    /// Returns each clip's units, `[n_units * unit_dim]` row-major, `n_units` as drawn.
     ///
     /// # Shapes
     /// - `prefix`: `[rows, P, D]`.
@@ -200,7 +203,7 @@ impl AudioParts<'_> {
             }
             None => vec![Vec::new(); b],
         };
-        let drawn_first = self.onset.is_some() as usize;
+        let drawn_first = self.units_before_length();
         let rest: Vec<usize> = order
             .iter()
             .map(|&r| lengths[r] as usize + 1 - drawn_first)
