@@ -182,6 +182,7 @@ impl AudioRecipe {
                 input_noise: 0.1,
                 flow_time: crate::modality::flow::FlowTime::LogitNormal,
                 onset: None,
+                voices: None,
             },
             train: TrainConfig {
                 steps: 5500,

@@ -167,6 +167,7 @@ impl AudioPartConfig {
             input_noise: self.input_noise,
             flow_time: self.flow_time,
             onset: None,
+            voices: None,
         }
     }
 }
