@@ -206,23 +206,17 @@ impl Pipeline {
         }
     }
 
-    /// One clip per condition, as mono samples at the model's rate. A voice-conditioned
-    /// model speaks in `voice` (a name from its config), or in voices drawn as its training
-    /// clips have them.
+    /// One clip per condition, as mono samples at the model's rate.
     pub fn clip_samples(
         &self,
         conditions: &[Condition],
-        voice: Option<&str>,
         options: &FlowGenerateOptions,
     ) -> Result<Vec<Vec<f32>>> {
         match &self.model {
             Loaded::Audio(model, config) => {
                 let labels = self.labels_of(conditions)?;
-                generate_clips(model, config, &labels, voice, options)
+                generate_clips(model, config, &labels, options)
             }
-            Loaded::Multi(..) if voice.is_some() => Err(Error::Input(
-                "joint models have no voices to choose from".into(),
-            )),
             Loaded::Multi(multi, config) if config.audio.is_some() => {
                 multi::generate_clips(&multi.0, config, conditions, options)
             }
@@ -270,18 +264,7 @@ impl Pipeline {
         labels: &[Option<usize>],
         options: &FlowGenerateOptions,
     ) -> Result<Vec<Clip>> {
-        self.clips(&label_conditions(labels), None, options)
-    }
-
-    /// One clip per entry of `labels`, spoken in `voice`; voice-conditioned models only (the
-    /// names are in their config's `voices`).
-    pub fn generate_audio_in_voice(
-        &self,
-        labels: &[Option<usize>],
-        voice: &str,
-        options: &FlowGenerateOptions,
-    ) -> Result<Vec<Clip>> {
-        self.clips(&label_conditions(labels), Some(voice), options)
+        self.clips(&label_conditions(labels), options)
     }
 
     /// One clip per text prompt ("say four"); joint models only.
@@ -294,16 +277,11 @@ impl Pipeline {
             .iter()
             .map(|p| self.prompt(p))
             .collect::<Result<Vec<_>>>()?;
-        self.clips(&conditions, None, options)
+        self.clips(&conditions, options)
     }
 
-    fn clips(
-        &self,
-        conditions: &[Condition],
-        voice: Option<&str>,
-        options: &FlowGenerateOptions,
-    ) -> Result<Vec<Clip>> {
-        let samples = self.clip_samples(conditions, voice, options)?;
+    fn clips(&self, conditions: &[Condition], options: &FlowGenerateOptions) -> Result<Vec<Clip>> {
+        let samples = self.clip_samples(conditions, options)?;
         let rate = self.audio_config()?.format.sample_rate;
         Ok(to_clips(samples, rate))
     }

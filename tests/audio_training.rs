@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use aigc::checkpoint::{self, ModelConfig};
-use aigc::modality::audio::{generate_clips, magnitudes, read_wav, AudioFormat, Voices};
+use aigc::modality::audio::{generate_clips, magnitudes, read_wav, AudioFormat};
 use aigc::modality::continuous::FlowGenerateOptions;
 use aigc::train::{pretrain_audio, AudioRecipe, Start};
 use common::{aigc, write_tiny_audio_dataset, TINY_AUDIO_PITCHES};
@@ -27,7 +27,7 @@ fn dominant_pitch(format: &AudioFormat, clip: &[f32]) -> f32 {
 }
 
 #[test]
-fn a_tiny_voiced_model_learns_each_class_pitch() {
+fn a_tiny_model_learns_each_class_pitch() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     write_tiny_audio_dataset(&data);
@@ -37,7 +37,6 @@ fn a_tiny_voiced_model_learns_each_class_pitch() {
     recipe.train.batch_size = 8;
     recipe.train.eval_every = 200;
     recipe.train.checkpoint_every = 400;
-    recipe.model.voices = Some(Voices::default()); // filled in from the file names: "synth"
     let state = pretrain_audio(&data, &run, Start::Fresh(&recipe), |_| {
         ControlFlow::Continue(())
     })
@@ -58,35 +57,25 @@ fn a_tiny_voiced_model_learns_each_class_pitch() {
         seed: 3,
         ..FlowGenerateOptions::audio()
     };
-    assert_eq!(audio.voices.as_ref().unwrap().names, ["synth"]);
-    for voice in [None, Some("synth")] {
-        let clips = generate_clips(&model, audio, &labels, voice, &options).unwrap();
-        for (clip, label) in clips.iter().zip(&labels) {
-            let pitch = dominant_pitch(&audio.format, clip);
-            let wanted = TINY_AUDIO_PITCHES[label.unwrap()];
-            assert!(
-                (pitch - wanted).abs() <= 250.0,
-                "class {label:?}, voice {voice:?}: pitch {pitch} Hz, wanted {wanted}"
-            );
-            assert!(clip.len() >= 32 && clip.len() <= audio.format.max_samples());
-        }
-        assert_eq!(
-            generate_clips(&model, audio, &labels, voice, &options).unwrap(),
-            clips,
-            "seeded"
+    let clips = generate_clips(&model, audio, &labels, &options).unwrap();
+    for (clip, label) in clips.iter().zip(&labels) {
+        let pitch = dominant_pitch(&audio.format, clip);
+        let wanted = TINY_AUDIO_PITCHES[label.unwrap()];
+        assert!(
+            (pitch - wanted).abs() <= 250.0,
+            "class {label:?}: pitch {pitch} Hz, wanted {wanted}"
         );
+        assert!(clip.len() >= 32 && clip.len() <= audio.format.max_samples());
     }
-    let err = generate_clips(&model, audio, &[Some(3)], None, &options)
+    assert_eq!(
+        generate_clips(&model, audio, &labels, &options).unwrap(),
+        clips,
+        "seeded"
+    );
+    let err = generate_clips(&model, audio, &[Some(3)], &options)
         .unwrap_err()
         .to_string();
     assert!(err.contains("label 3 is outside"), "{err}");
-    let err = generate_clips(&model, audio, &[Some(1)], Some("ann"), &options)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("unknown voice \"ann\"") && err.contains("synth"),
-        "{err}"
-    );
 }
 
 #[test]
@@ -126,11 +115,6 @@ fn cli_trains_writes_wavs_and_spectrograms_and_evaluates() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("outside the model's 3 classes"));
-    let o = aigc(&[
-        "generate", "audio", "--model", run, "--voice", "ann", "--out", "x",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no voices to choose from"));
 
     let judge = dir.path().join("judge");
     let o = aigc(&[

@@ -243,7 +243,7 @@ fn bench_generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
             let labels = every_class(count, audio.n_classes);
             let options = FlowGenerateOptions::audio();
             let seconds = timed_runs(args.runs, || {
-                generate_clips(&model, audio, &labels, None, &options).map(drop)
+                generate_clips(&model, audio, &labels, &options).map(drop)
             })?;
             ("clips", count, seconds)
         }

@@ -172,10 +172,6 @@ pub struct AudioArgs {
     /// Also write each clip's log-mel spectrogram as `<label>_<index>.png`.
     #[arg(long)]
     spectrogram: bool,
-    /// Speak in this voice (voice-conditioned models; the names are in the model's
-    /// config.json). Default: voices drawn as often as the training clips have them.
-    #[arg(long)]
-    voice: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -300,7 +296,7 @@ fn audio(args: AudioArgs) -> anyhow::Result<()> {
     let (conditions, names) = flow.conditions(config.n_classes, &pipeline)?;
     let options = flow.sampling.options(pipeline.audio_options());
     let started = Instant::now();
-    let clips = pipeline.clip_samples(&conditions, args.voice.as_deref(), &options)?;
+    let clips = pipeline.clip_samples(&conditions, &options)?;
     let secs = started.elapsed().as_secs_f64();
     let out = flow.out_dir()?;
     let format = &format;

@@ -265,20 +265,19 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     let options = args.sampling.options(pipeline.audio_options());
     let started = std::time::Instant::now();
     let wanted: Vec<Condition> = labels.iter().map(|&l| Condition::Label(l)).collect();
-    let clips = pipeline.clip_samples(&wanted, None, &options)?;
+    let clips = pipeline.clip_samples(&wanted, &options)?;
     let clips_per_s = clips.len() as f64 / started.elapsed().as_secs_f64();
     let generated = AudioDataset {
         classes: test.classes.clone(),
         clips,
         labels: labels.clone(),
-        voices: Vec::new(),
     };
     let gen_score = score(&judge, &generated.pictures(format), &reference)?;
     let prompted = |held_out| -> anyhow::Result<JudgeScore> {
         let conditions =
             prompt_conditions(&pipeline, Modality::Audio, &test.classes, &labels, held_out)?;
         let clips = AudioDataset {
-            clips: pipeline.clip_samples(&conditions, None, &options)?,
+            clips: pipeline.clip_samples(&conditions, &options)?,
             ..generated.clone()
         };
         Ok(score(&judge, &clips.pictures(format), &reference)?)

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::audio::{
-    encode, AudioDataset, AudioModel, AudioModelConfig, BinStats, Voices,
+    encode, AudioDataset, AudioFormat, AudioModel, AudioModelConfig, BinStats,
 };
 use crate::modality::Split;
 use crate::{Error, Result};
@@ -24,17 +24,18 @@ pub struct AudioUnits {
     /// Units of each clip, `[n_units * unit_dim]`.
     clips: Vec<Vec<f32>>,
     labels: Vec<usize>,
-    /// The model's voice id of each clip ("no voice" for a voice the model does not know);
-    /// empty for a model without voices.
-    voices: Vec<usize>,
     /// Clip indices sorted by length, cut into groups of about four batches.
     buckets: Vec<Vec<usize>>,
     unit_dim: usize,
 }
 
 impl AudioUnits {
-    fn new(data: &AudioDataset, config: &AudioModelConfig, bucket_size: usize) -> Result<Self> {
-        let (format, stats) = (&config.format, config.stats()?);
+    fn new(
+        data: &AudioDataset,
+        format: &AudioFormat,
+        stats: &BinStats,
+        bucket_size: usize,
+    ) -> Self {
         let clips: Vec<Vec<f32>> = data
             .clips
             .iter()
@@ -46,24 +47,12 @@ impl AudioUnits {
             .chunks(bucket_size.max(1))
             .map(<[usize]>::to_vec)
             .collect();
-        let voices = match &config.voices {
-            Some(voices) => data
-                .voices
-                .iter()
-                .map(|v| {
-                    let known = v.as_deref().and_then(|v| voices.id(v).ok());
-                    known.unwrap_or(voices.names.len())
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        Ok(Self {
+        Self {
             clips,
             labels: data.labels.clone(),
-            voices,
             buckets,
             unit_dim: format.unit_dim(),
-        })
+        }
     }
 
     /// `batch_size` clip indices: a bucket drawn in proportion to its size, then the clips
@@ -101,36 +90,12 @@ impl AudioUnits {
         batches
     }
 
-    /// The voice ids of clips `indices` (`None` for a model without voices), "no voice"
-    /// (`null`) for batch row `k` when `dropped(k)`.
-    pub(super) fn voices(
-        &self,
-        indices: &[usize],
-        null: usize,
-        dropped: impl Fn(usize) -> bool,
-        device: &Device,
-    ) -> Option<Tensor<1, Int>> {
-        if self.voices.is_empty() {
-            return None;
-        }
-        let ids: Vec<i64> = indices
-            .iter()
-            .enumerate()
-            .map(|(k, &i)| if dropped(k) { null } else { self.voices[i] } as i64)
-            .collect();
-        Some(Tensor::from_data(
-            TensorData::new(ids, [indices.len()]),
-            device,
-        ))
-    }
-
     /// The label of clip `i`.
     pub(super) fn label(&self, i: usize) -> usize {
         self.labels[i]
     }
 
-    /// Clips `indices` zero-padded to the longest, their lengths and labels, with the label of
-    /// batch row `k` replaced by `null(k)` when that is `Some`.
+    /// Clips `indices` zero-padded to the longest, their lengths and (possibly nulled) labels.
     pub(super) fn batch(
         &self,
         indices: &[usize],
@@ -188,10 +153,6 @@ impl AudioData {
         let train = AudioDataset::load(path, Split::Train, &config.format)?;
         let test = AudioDataset::load(path, Split::Test, &config.format)?;
         config.stats = Some(BinStats::fit(&config.format, &train.clips));
-        if config.voices.is_some() {
-            check_classes(&train, config)?;
-            config.voices = Some(Voices::fit(&train.voices, &train.labels, config.n_classes)?);
-        }
         Self::from_datasets(&train, &test, config, batch_size)
     }
 
@@ -201,30 +162,20 @@ impl AudioData {
         config: &AudioModelConfig,
         batch_size: usize,
     ) -> Result<Self> {
-        check_classes(train, config)?;
-        if config.voices.is_some() && !train.voices.iter().any(Option::is_some) {
-            return Err(Error::Config(
-                "a voice-conditioned model needs files named <label>_<voice>_<take>.wav".into(),
-            ));
+        if train.classes.len() > config.n_classes {
+            return Err(Error::Config(format!(
+                "the data has {} classes but the model has {}",
+                train.classes.len(),
+                config.n_classes
+            )));
         }
+        let stats = config.stats()?;
         Ok(Self {
-            train: AudioUnits::new(train, config, 4 * batch_size)?,
-            test: AudioUnits::new(test, config, batch_size)?,
+            train: AudioUnits::new(train, &config.format, stats, 4 * batch_size),
+            test: AudioUnits::new(test, &config.format, stats, batch_size),
             classes: train.classes.clone(),
         })
     }
-}
-
-/// Fails when the model cannot hold the dataset's classes.
-fn check_classes(train: &AudioDataset, config: &AudioModelConfig) -> Result<()> {
-    if train.classes.len() > config.n_classes {
-        return Err(Error::Config(format!(
-            "the data has {} classes but the model has {}",
-            train.classes.len(),
-            config.n_classes
-        )));
-    }
-    Ok(())
 }
 
 impl Trainable for AudioModel {
@@ -240,8 +191,6 @@ impl Trainable for AudioModel {
         device: &Device,
     ) -> Tensor<1> {
         let indices = data.train.draw(train.batch_size, rng);
-        // With voices, a row keeps both conditions, drops the voice alone, or drops both
-        // (unconditional), the last two each with probability `label_dropout`.
         let dropped: Vec<bool> = (0..train.batch_size)
             .map(|_| rng.random::<f64>() < train.label_dropout)
             .collect();
@@ -249,14 +198,7 @@ impl Trainable for AudioModel {
         let (x, lengths, labels) =
             data.train
                 .batch(&indices, |k| dropped[k].then_some(null), device);
-        let voices = self.null_voice().and_then(|null_voice| {
-            let voice_dropped: Vec<bool> = (0..train.batch_size)
-                .map(|k| dropped[k] || rng.random::<f64>() < train.label_dropout)
-                .collect();
-            data.train
-                .voices(&indices, null_voice, |k| voice_dropped[k], device)
-        });
-        self.loss(x, &lengths, labels, voices)
+        self.loss(x, &lengths, labels)
     }
 
     fn val_loss(&self, data: &AudioData, train: &TrainConfig) -> Result<f64> {
@@ -264,11 +206,8 @@ impl Trainable for AudioModel {
         let (mut total, mut count) = (0.0, 0);
         for batch in data.test.eval_batches(train.eval_windows) {
             let (x, lengths, labels) = data.test.batch(batch, |_| None, &device);
-            let voices = self
-                .null_voice()
-                .and_then(|null| data.test.voices(batch, null, |_| false, &device));
-            let loss = self.loss(x, &lengths, labels, voices);
-            total += loss.into_scalar::<f32>() as f64 * batch.len() as f64;
+            total +=
+                self.loss(x, &lengths, labels).into_scalar::<f32>() as f64 * batch.len() as f64;
             count += batch.len();
         }
         Ok(total / count.max(1) as f64)

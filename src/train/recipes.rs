@@ -182,7 +182,6 @@ impl AudioRecipe {
                 input_noise: 0.1,
                 flow_time: crate::modality::flow::FlowTime::LogitNormal,
                 onset: None,
-                voices: None,
             },
             train: TrainConfig {
                 steps: 5500,

@@ -16,7 +16,7 @@ pub use codec::{
 pub use dataset::AudioDataset;
 pub use generate::generate_clips;
 pub use mel::{log_mel_picture, mel_shape};
-pub use model::{AudioModel, AudioModelConfig, OnsetHeadConfig, Voices};
+pub use model::{AudioModel, AudioModelConfig, OnsetHeadConfig};
 pub(crate) use parts::AudioParts;
 pub use stft::{magnitudes, spectral_convergence, Stft};
 pub use wav::{decode_wav, read_wav, resample, write_wav, MAX_WAV_SECONDS};

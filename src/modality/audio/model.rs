@@ -16,7 +16,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{AudioFormat, BinStats};
-use super::parts::{sample_categorical, AudioParts};
+use super::parts::AudioParts;
 use crate::core::{Positions, Transformer, TransformerConfig, INIT_STD};
 use crate::modality::continuous::{condition_ids, FlowGenerateOptions};
 use crate::modality::flow::{FlowHead, FlowHeadConfig, FlowTime};
@@ -51,79 +51,6 @@ pub struct AudioModelConfig {
     /// length comes first and the main head draws every unit.
     #[serde(default)]
     pub onset: Option<OnsetHeadConfig>,
-    /// Voices (speakers) the model conditions on besides the class; `None`: the class alone.
-    /// A recipe asks for them with `"voices": {}`; a run fills them in from the data.
-    #[serde(default)]
-    pub voices: Option<Voices>,
-}
-
-/// The voices of a voice-conditioned model. The voice picks who speaks, which the class alone
-/// leaves open (FSDD: six speakers): without it, the model must guess the voice from its own
-/// first units, and a drawn first unit that sits between voices derails the rest of the clip.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Voices {
-    /// Voice names, from training files named `<label>_<voice>_<take>.wav`; voice id `i` is
-    /// `names[i]`, id `names.len()` is "no voice".
-    #[serde(default)]
-    pub names: Vec<String>,
-    /// Training clips of each class in each voice, `[n_classes][names.len()]`: when no voice is
-    /// asked for, generation draws one in proportion, as the training data has them.
-    #[serde(default)]
-    pub clips: Vec<Vec<usize>>,
-}
-
-impl Voices {
-    /// The id of the voice `name`, or an error listing the known voices.
-    pub fn id(&self, name: &str) -> Result<usize> {
-        self.names.iter().position(|n| n == name).ok_or_else(|| {
-            Error::Input(format!(
-                "unknown voice {name:?}; this model knows {:?}",
-                self.names
-            ))
-        })
-    }
-
-    /// Counts the voices of the training clips whose voices and labels are given. Fails when a
-    /// clip has no voice (its name is not `<label>_<voice>_<take>.wav`).
-    pub fn fit(voices: &[Option<String>], labels: &[usize], n_classes: usize) -> Result<Self> {
-        let mut names: Vec<String> = Vec::new();
-        for voice in voices {
-            let Some(voice) = voice else {
-                return Err(Error::Config(
-                    "a voice-conditioned model needs every training file named \
-                     <label>_<voice>_<take>.wav"
-                        .into(),
-                ));
-            };
-            if !names.contains(voice) {
-                names.push(voice.clone());
-            }
-        }
-        names.sort();
-        let mut clips = vec![vec![0; names.len()]; n_classes];
-        for (voice, &label) in voices.iter().flatten().zip(labels) {
-            clips[label][names.iter().position(|n| n == voice).expect("listed")] += 1;
-        }
-        Ok(Self { names, clips })
-    }
-
-    /// Log-weights of the voices for each class id, and for "no class" (id `n_classes`, all
-    /// training clips), `[n_classes + 1][names.len()]`; a voice never heard with a class gets
-    /// a very low weight.
-    fn log_weights(&self) -> Vec<Vec<f32>> {
-        let all: Vec<usize> = (0..self.names.len())
-            .map(|v| self.clips.iter().map(|c| c[v]).sum())
-            .collect();
-        self.clips
-            .iter()
-            .chain(std::iter::once(&all))
-            .map(|counts| {
-                let total = counts.iter().sum::<usize>().max(1) as f32;
-                let log = |&c: &usize| (c as f32 / total).max(1e-30).ln();
-                counts.iter().map(log).collect()
-            })
-            .collect()
-    }
 }
 
 /// Shape of the head that draws a clip's first unit. The first unit is the hardest to draw (it
@@ -166,7 +93,6 @@ impl AudioModelConfig {
             input_noise: 0.1,
             flow_time: FlowTime::LogitNormal,
             onset: None,
-            voices: None,
         }
     }
 
@@ -213,15 +139,6 @@ impl AudioModelConfig {
                 self.core.max_seq_len, self.format.max_units
             )));
         }
-        if let Some(voices) = self.voices.as_ref().filter(|v| !v.names.is_empty()) {
-            let n = voices.names.len();
-            if voices.clips.len() != self.n_classes || voices.clips.iter().any(|c| c.len() != n) {
-                return Err(Error::Config(format!(
-                    "voices.clips needs {} rows of {n} counts (classes x voices)",
-                    self.n_classes
-                )));
-            }
-        }
         if let Some(stats) = &self.stats {
             let n = self.format.n_bins();
             if stats.mean.len() != n
@@ -263,17 +180,11 @@ impl AudioModelConfig {
                 .with_initializer(normal.clone())
                 .init(device),
             length_head: LinearConfig::new(d, max_units)
-                .with_initializer(normal.clone())
+                .with_initializer(normal)
                 .init(device),
             core: self.core.init(device),
             head: self.head().init(device),
             onset: self.onset_head().map(|head| head.init(device)),
-            voice_embed: self.voices.as_ref().map(|voices| {
-                EmbeddingConfig::new(voices.names.len() + 1, d)
-                    .with_initializer(normal.clone())
-                    .init(device)
-            }),
-            voice_log_weights: self.voices.as_ref().map_or(Vec::new(), Voices::log_weights),
             onset_draws: self.onset.as_ref().map_or(0, |o| o.draws),
             n_classes: self.n_classes,
             unit_dim,
@@ -300,11 +211,6 @@ pub struct AudioModel {
     /// Draws the first unit, before the length token.
     onset: Option<FlowHead>,
     onset_draws: usize,
-    /// `[n_voices + 1, D]`, added to the class embedding; the last row is "no voice".
-    voice_embed: Option<Embedding>,
-    /// See [`Voices`]: `[n_classes + 1][n_voices]`, for drawing voices.
-    #[module(skip)]
-    voice_log_weights: Vec<Vec<f32>>,
     n_classes: usize,
     unit_dim: usize,
     noise_draws: usize,
@@ -336,85 +242,32 @@ impl AudioModel {
         }
     }
 
-    /// The voice id meaning "no voice"; `None` for a model without voices.
-    pub fn null_voice(&self) -> Option<usize> {
-        self.voice_embed.as_ref().map(|e| e.weight.dims()[0] - 1)
-    }
-
-    /// The condition position: the class embedding, plus the voice embedding for a
-    /// voice-conditioned model (`voices` `None`: "no voice").
-    ///
-    /// # Shapes
-    /// - `labels`, `voices`: `[rows, 1]`; returns `[rows, 1, D]`.
-    fn condition(&self, labels: Tensor<2, Int>, voices: Option<Tensor<2, Int>>) -> Tensor<3> {
-        let class = self.class_embed.forward(labels.clone());
-        match (&self.voice_embed, self.null_voice()) {
-            (Some(embed), Some(null)) => {
-                let voices = voices.unwrap_or_else(|| labels.zeros_like().add_scalar(null as i64));
-                class + embed.forward(voices)
-            }
-            _ => class,
-        }
-    }
-
     /// Flow-matching loss of the units plus the weighted length cross-entropy.
     ///
     /// # Shapes
     /// - `units`: `[B, N, unit_dim]`, clip `k` valid for its first `lengths[k]` units (the
-    ///   rest is padding); `labels` and `voices` (ignored by a model without voices): `[B]`;
-    ///   returns `[1]`.
-    pub fn loss(
-        &self,
-        units: Tensor<3>,
-        lengths: &[usize],
-        labels: Tensor<1, Int>,
-        voices: Option<Tensor<1, Int>>,
-    ) -> Tensor<1> {
+    ///   rest is padding); `labels`: `[B]`; returns `[1]`.
+    pub fn loss(&self, units: Tensor<3>, lengths: &[usize], labels: Tensor<1, Int>) -> Tensor<1> {
         let b = labels.dims()[0];
-        let condition = self.condition(labels.reshape([b, 1]), voices.map(|v| v.reshape([b, 1])));
-        self.parts().loss(condition, units, lengths)
+        let class = self.class_embed.forward(labels.reshape([b, 1])); // (B, 1, D)
+        self.parts().loss(class, units, lengths)
     }
 
     /// Draws one clip's units per label: first its length from the class position, then the
-    /// units with a KV cache and classifier-free guidance as for images. A voice-conditioned
-    /// model speaks in `voices` (one per label), or, when `None`, in voices drawn as often as
-    /// the training clips of each label have them. Returns each clip's units,
-    /// `[n_units * unit_dim]` row-major, `n_units` as drawn.
+    /// units with a KV cache and classifier-free guidance as for images. Returns each clip's
+    /// units, `[n_units * unit_dim]` row-major, `n_units` as drawn.
     pub fn generate(
         &self,
         labels: &[usize],
-        voices: Option<&[usize]>,
         options: &FlowGenerateOptions,
         device: &Device,
     ) -> Vec<Vec<f32>> {
         if labels.is_empty() {
             return Vec::new();
         }
-        let guided = options.guidance != 1.0;
-        let ids = condition_ids(labels, self.null_label(), guided, device);
-        let voice_ids = self.null_voice().map(|null| {
-            let voices = match voices {
-                Some(voices) => voices.to_vec(),
-                None => self.draw_voices(labels, device),
-            };
-            condition_ids(&voices, null, guided, device)
-        });
-        let condition = self.condition(ids, voice_ids); // (rows, 1, D)
-        self.parts().generate(condition, labels.len(), options)
-    }
-
-    /// One voice per label, drawn with the device RNG in proportion to the training clips.
-    fn draw_voices(&self, labels: &[usize], device: &Device) -> Vec<usize> {
-        let n = self.voice_log_weights.first().map_or(0, Vec::len);
-        let rows: Vec<f32> = labels
-            .iter()
-            .flat_map(|&l| self.voice_log_weights[l].iter().copied())
-            .collect();
-        let logits = Tensor::<2>::from_data(TensorData::new(rows, [labels.len(), n]), device);
-        sample_categorical(logits)
-            .into_iter()
-            .map(|v| v as usize)
-            .collect()
+        let ids = condition_ids(labels, self.null_label(), options.guidance != 1.0, device);
+        let class = self.class_embed.forward(ids); // (rows, 1, D)
+        self.parts().generate(class, labels.len(), options)
     }
 }
 
@@ -424,67 +277,13 @@ mod tests {
 
     #[test]
     fn loss_ignores_padding_and_generation_respects_lengths() {
-        let voiced = Some(two_voices(vec![vec![3, 1], vec![0, 2], vec![1, 0]]));
-        for (onset, voices) in [(None, None), (Some(tiny_onset()), None), (None, voiced)] {
+        for onset in [None, Some(tiny_onset())] {
             padding_and_lengths(AudioModelConfig {
                 input_noise: 0.0, // no draws that depend on the padded length
                 onset,
-                voices,
                 ..AudioModelConfig::tiny()
             });
         }
-    }
-
-    fn two_voices(clips: Vec<Vec<usize>>) -> Voices {
-        Voices {
-            names: vec!["ann".into(), "bob".into()],
-            clips,
-        }
-    }
-
-    #[test]
-    fn voices_are_counted_per_class_and_looked_up_by_name() {
-        let names = [Some("bob"), Some("ann"), Some("bob")].map(|v| v.map(String::from));
-        let voices = Voices::fit(&names, &[0, 1, 1], 2).unwrap();
-        assert_eq!(voices, two_voices(vec![vec![0, 1], vec![1, 1]]));
-        assert_eq!(voices.id("bob").unwrap(), 1);
-        let err = voices.id("cid").unwrap_err().to_string();
-        assert!(err.contains("\"cid\"") && err.contains("ann"), "{err}");
-        let err = Voices::fit(&[None], &[0], 2).unwrap_err().to_string();
-        assert!(err.contains("<label>_<voice>_<take>.wav"), "{err}");
-    }
-
-    /// Clips whose voice decides everything (ann: units of +1, 2 long; bob: -1, 6 long), all
-    /// of one class. Asked for a voice, the model speaks in it; asked for none, it draws ann
-    /// three times in four, as the training counts say.
-    #[test]
-    fn generation_speaks_in_the_voice_asked_for_or_one_drawn_as_often_as_trained() {
-        let config = AudioModelConfig {
-            voices: Some(two_voices(vec![vec![3, 1], vec![0, 0], vec![0, 0]])),
-            ..AudioModelConfig::tiny()
-        };
-        let u = config.format.unit_dim();
-        let _rng = crate::rng::lock_device_rng();
-        let model = fit_tiny(config, 3, 200, |_, k| {
-            let bob = k % 2;
-            let length = [2, 6][bob];
-            ([1.0, -1.0][bob], length, length, bob)
-        });
-        let options = plain_sampling();
-        let device = crate::default_device();
-        let speaks_ann = |clip: &Vec<f32>| clip.iter().sum::<f32>() > 0.0 && clip.len() / u <= 3;
-        let speaks_bob = |clip: &Vec<f32>| clip.iter().sum::<f32>() < 0.0 && clip.len() / u >= 5;
-        let asked = |voice| model.generate(&[0; 16], Some(&[voice; 16]), &options, &device);
-        let ann = asked(0).iter().filter(|c| speaks_ann(c)).count();
-        let bob = asked(1).iter().filter(|c| speaks_bob(c)).count();
-        assert!(ann >= 14 && bob >= 14, "{ann}/16 ann, {bob}/16 bob");
-        let drawn = model.generate(&[0; 64], None, &options, &device);
-        let ann = drawn.iter().filter(|c| speaks_ann(c)).count();
-        let bob = drawn.iter().filter(|c| speaks_bob(c)).count();
-        assert!(
-            (38..=58).contains(&ann) && ann + bob >= 58,
-            "{ann} ann, {bob} bob of 64"
-        );
     }
 
     fn tiny_onset() -> OnsetHeadConfig {
@@ -502,12 +301,10 @@ mod tests {
         let labels = || Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 3], [2]), &device);
         let _rng = crate::rng::lock_device_rng();
         let padded = Tensor::<3>::zeros([2, 5, u], &device);
-        model.loss(padded, &[5, 2], labels(), None); // parameters initialise lazily, on first use
+        model.loss(padded, &[5, 2], labels()); // parameters initialise lazily, on first use
         device.seed(1);
         let padded = Tensor::<3>::zeros([2, 5, u], &device);
-        let a = model
-            .loss(padded, &[5, 2], labels(), None)
-            .into_scalar::<f32>();
+        let a = model.loss(padded, &[5, 2], labels()).into_scalar::<f32>();
         device.seed(1);
         let garbage = Tensor::cat(
             vec![
@@ -517,17 +314,14 @@ mod tests {
             1,
         );
         // Same valid units; only the padding and its (never-fed) positions differ.
-        let b = model
-            .loss(garbage, &[5, 2], labels(), None)
-            .into_scalar::<f32>();
+        let b = model.loss(garbage, &[5, 2], labels()).into_scalar::<f32>();
         assert!(a.is_finite() && a > 0.0);
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         assert!(model
             .loss(
                 Tensor::zeros([1, 1, u], &device),
                 &[1],
-                labels().narrow(0, 0, 1),
-                None
+                labels().narrow(0, 0, 1)
             )
             .into_scalar::<f32>()
             .is_finite());
@@ -537,7 +331,7 @@ mod tests {
                 steps: 2,
                 ..FlowGenerateOptions::audio()
             };
-            let clips = model.generate(&[0, 2, 1], None, &options, &device);
+            let clips = model.generate(&[0, 2, 1], &options, &device);
             assert_eq!(clips.len(), 3);
             for clip in clips {
                 let n = clip.len() / u;
@@ -550,23 +344,41 @@ mod tests {
     /// the length drawn after the first unit, generated clips keep the pairs together.
     #[test]
     fn the_length_drawn_after_the_onset_agrees_with_it() {
+        use burn::optim::{AdamWConfig, GradientsParams};
+        let device = crate::default_device().autodiff();
+        let _rng = crate::rng::lock_device_rng();
+        device.seed(5);
         let config = AudioModelConfig {
             onset: Some(tiny_onset()),
             ..AudioModelConfig::tiny()
         };
         let u = config.format.unit_dim();
-        let _rng = crate::rng::lock_device_rng();
-        let model = fit_tiny(config, 5, 300, |step, k| {
-            let long = (k + step) % 2 == 0;
-            (
-                if long { -1.0 } else { 1.0 },
-                1,
-                if long { 6 } else { 2 },
-                0,
-            )
-        });
-        let options = plain_sampling();
-        let clips = model.generate(&[0; 32], None, &options, &crate::default_device());
+        let mut model = config.init(&device).unwrap();
+        let mut optim = AdamWConfig::new().init();
+        let (batch, n) = (16, 6);
+        for step in 0..300 {
+            let mut units = vec![0.0f32; batch * n * u];
+            let mut lengths = Vec::new();
+            for k in 0..batch {
+                let long = (k + step) % 2 == 0;
+                let first = if long { -1.0 } else { 1.0 };
+                units[k * n * u..k * n * u + u].fill(first);
+                lengths.push(if long { 6 } else { 2 });
+            }
+            let units = Tensor::<3>::from_data(TensorData::new(units, [batch, n, u]), &device);
+            let labels = Tensor::<1, Int>::zeros([batch], &device);
+            let loss = model.loss(units, &lengths, labels);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(3e-3, model, grads);
+        }
+        let model = model.valid();
+        let options = FlowGenerateOptions {
+            guidance: 1.0,
+            temperature: 1.0,
+            steps: 8,
+            ..FlowGenerateOptions::audio()
+        };
+        let clips = model.generate(&[0; 32], &options, &crate::default_device());
         let paired = clips
             .iter()
             .filter(|clip| {
@@ -584,51 +396,6 @@ mod tests {
             (6..=26).contains(&long),
             "{long}/32 long clips: both kinds drawn"
         );
-    }
-
-    /// Trains a tiny model of class-0 clips, 16 a batch: `clip(step, row)` gives the value of
-    /// the clip's leading units, how many units have it, the clip's length (at most 6 units)
-    /// and its voice (ignored by a model without voices).
-    fn fit_tiny(
-        config: AudioModelConfig,
-        seed: u64,
-        steps: usize,
-        clip: impl Fn(usize, usize) -> (f32, usize, usize, usize),
-    ) -> AudioModel {
-        use burn::optim::{AdamWConfig, GradientsParams};
-        let device = crate::default_device().autodiff();
-        device.seed(seed);
-        let u = config.format.unit_dim();
-        let mut model = config.init(&device).unwrap();
-        let mut optim = AdamWConfig::new().init();
-        let (batch, n) = (16, 6);
-        for step in 0..steps {
-            let mut units = vec![0.0f32; batch * n * u];
-            let (mut lengths, mut voices) = (Vec::new(), Vec::new());
-            for k in 0..batch {
-                let (value, filled, length, voice) = clip(step, k);
-                units[k * n * u..(k * n + filled) * u].fill(value);
-                lengths.push(length);
-                voices.push(voice as i64);
-            }
-            let units = Tensor::<3>::from_data(TensorData::new(units, [batch, n, u]), &device);
-            let labels = Tensor::<1, Int>::zeros([batch], &device);
-            let voices = Tensor::<1, Int>::from_data(TensorData::new(voices, [batch]), &device);
-            let loss = model.loss(units, &lengths, labels, Some(voices));
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(3e-3, model, grads);
-        }
-        model.valid()
-    }
-
-    /// Unguided sampling at full temperature: what a tiny model learned, undistorted.
-    fn plain_sampling() -> FlowGenerateOptions {
-        FlowGenerateOptions {
-            guidance: 1.0,
-            temperature: 1.0,
-            steps: 8,
-            ..FlowGenerateOptions::audio()
-        }
     }
 
     #[test]

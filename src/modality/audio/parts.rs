@@ -231,7 +231,7 @@ impl AudioParts<'_> {
 ///
 /// # Shapes
 /// - `logits`: `[B, K]`; returns `B` class ids.
-pub(super) fn sample_categorical(logits: Tensor<2>) -> Vec<i64> {
+fn sample_categorical(logits: Tensor<2>) -> Vec<i64> {
     let u = logits.random_like(Distribution::Uniform(1e-6, 1.0 - 1e-6));
     let gumbel = u.log().neg().log().neg();
     (logits + gumbel)

@@ -167,7 +167,6 @@ impl AudioPartConfig {
             input_noise: self.input_noise,
             flow_time: self.flow_time,
             onset: None,
-            voices: None,
         }
     }
 }
