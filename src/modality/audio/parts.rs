@@ -118,10 +118,7 @@ impl AudioParts<'_> {
         }
         if let Some(onset_head) = self.onset {
             let x0 = units.narrow(1, 0, 1).reshape([b, u]);
-            // Detached: the onset head learns to read the condition's output but does not
-            // train the core through it (trained jointly, its loss on the 2,700 first units
-            // pulled the core towards them and overfitted: Fréchet 209 against 136 without).
-            let z_first = z.narrow(1, p_len - 1, 1).reshape([b, d]).detach();
+            let z_first = z.narrow(1, p_len - 1, 1).reshape([b, d]);
             loss = loss + onset_head.loss(x0, z_first, self.onset_draws, self.flow_time);
         }
         loss
