@@ -204,7 +204,8 @@ pub struct AudioModel {
     length_embed: Embedding,
     /// `[unit_dim, D]`
     frame_embed: Linear,
-    /// `[D, max_units]`: logits of the clip length, read at the class position.
+    /// `[D, max_units]`: logits of the clip length, read at the class position (with an onset
+    /// head: at the first unit's).
     length_head: Linear,
     core: Transformer,
     head: FlowHead,
@@ -253,7 +254,8 @@ impl AudioModel {
         self.parts().loss(class, units, lengths)
     }
 
-    /// Draws one clip's units per label: first its length from the class position, then the
+    /// Draws one clip's units per label: first its length from the class position (with an
+    /// onset head: its first unit there, then the length from that unit's position), then the
     /// units with a KV cache and classifier-free guidance as for images. Returns each clip's
     /// units, `[n_units * unit_dim]` row-major, `n_units` as drawn.
     pub fn generate(
