@@ -34,7 +34,7 @@ pub struct Pipeline {
 enum Loaded {
     Text(Box<(TextModel, TextTokenizer)>),
     Image(Box<ImageModel>, ImageModelConfig),
-    Audio(Box<AudioModel>, AudioModelConfig),
+    Audio(Box<AudioModel>, Box<AudioModelConfig>),
     Multi(Box<(MultiModel, TextTokenizer)>, Box<MultiModelConfig>),
 }
 
@@ -87,9 +87,10 @@ impl Pipeline {
             ModelConfig::Image(config) => {
                 Loaded::Image(Box::new(checkpoint::load_image(&dir, &device)?.0), config)
             }
-            ModelConfig::Audio(config) => {
-                Loaded::Audio(Box::new(checkpoint::load_audio(&dir, &device)?.0), config)
-            }
+            ModelConfig::Audio(config) => Loaded::Audio(
+                Box::new(checkpoint::load_audio(&dir, &device)?.0),
+                Box::new(config),
+            ),
             ModelConfig::Multi(config) => {
                 let (model, tokenizer, _) = checkpoint::load_multi(&dir, &device)?;
                 Loaded::Multi(Box::new((model, tokenizer)), Box::new(config))
@@ -161,7 +162,7 @@ impl Pipeline {
     /// if it does not speak.
     pub fn audio_config(&self) -> Result<AudioModelConfig> {
         let config = match &self.model {
-            Loaded::Audio(_, config) => Some(config.clone()),
+            Loaded::Audio(_, config) => Some(config.as_ref().clone()),
             Loaded::Multi(_, config) => config.audio.as_ref().map(|a| a.with_core(&config.core)),
             _ => None,
         };

@@ -116,6 +116,56 @@ fn cli_trains_writes_wavs_and_spectrograms_and_evaluates() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("outside the model's 3 classes"));
 
+    // An onset prior fitted onto the trained model: same weights, clips start from the prior.
+    let with_prior = dir.path().join("with-prior");
+    let with_prior = with_prior.to_str().unwrap();
+    let o = aigc(&[
+        "pretrain",
+        "onset-prior",
+        "--model",
+        run,
+        "--data",
+        data,
+        "--out",
+        with_prior,
+        "--dims",
+        "4",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config = checkpoint::load_config(Path::new(with_prior)).unwrap();
+    let ModelConfig::Audio(audio) = &config.model else {
+        unreachable!()
+    };
+    let prior = audio.onset_prior.as_ref().unwrap();
+    let fitted = prior.fitted.as_ref().unwrap();
+    assert_eq!(
+        fitted.voices,
+        vec![vec!["synth"]; 3],
+        "voices from the file names"
+    );
+    let o = aigc(&[
+        "generate",
+        "audio",
+        "--model",
+        with_prior,
+        "--count",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = aigc(&[
+        "pretrain",
+        "onset-prior",
+        "--model",
+        data,
+        "--data",
+        data,
+        "--out",
+        with_prior,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "a folder of WAVs is not a model");
+
     let judge = dir.path().join("judge");
     let o = aigc(&[
         "eval",

@@ -253,6 +253,44 @@ impl<M: Module> Checkpoint<'_, M> {
     }
 }
 
+/// Writes a copy of the checkpoint in `from` to `to` (which may be `from`) with `config` in
+/// place of its own. Every other file is copied byte for byte (weights, training state,
+/// tokenizer, model card, metrics log) except the optimizer state and training weights: the
+/// copy generates and fine-tunes but does not resume. Crash-safe like [`Checkpoint::save`].
+pub fn save_with_config(from: &Path, config: &CheckpointConfig, to: &Path) -> Result<()> {
+    let tmp = sibling(to, "tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
+    }
+    let skipped = [
+        CONFIG_FILE,
+        CHECKSUM_FILE,
+        OPTIMIZER_FILE,
+        TRAIN_WEIGHTS_FILE,
+    ];
+    let write = || -> Result<()> {
+        fs::create_dir_all(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+        for entry in fs::read_dir(from).map_err(|e| Error::io("reading", from, e))? {
+            let path = entry.map_err(|e| Error::io("reading", from, e))?.path();
+            let name = path.file_name().unwrap_or_default();
+            if path.is_file() && !skipped.iter().any(|s| name == *s) {
+                fs::copy(&path, tmp.join(name)).map_err(|e| Error::io("copying", &path, e))?;
+            }
+        }
+        write_json(&tmp.join(CONFIG_FILE), config)?;
+        checksums::write(&tmp)?;
+        sync_dir_files(&tmp)
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_dir_all(&tmp); // best effort: frees the space it took
+        return Err(checkpoint_err(
+            to,
+            format!("could not save ({e}); nothing there changed"),
+        ));
+    }
+    replace_dir(&tmp, to)
+}
+
 /// Reads `train_state.json` from `dir`.
 pub fn load_train_state(dir: &Path) -> Result<TrainState> {
     let path = dir.join(TRAIN_STATE_FILE);

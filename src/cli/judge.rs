@@ -268,6 +268,7 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     let clips = pipeline.clip_samples(&wanted, &options)?;
     let clips_per_s = clips.len() as f64 / started.elapsed().as_secs_f64();
     let generated = AudioDataset {
+        voices: Vec::new(),
         classes: test.classes.clone(),
         clips,
         labels: labels.clone(),

@@ -10,9 +10,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 
 use aigc::checkpoint::{read_json, TrainState};
+use aigc::modality::audio::OnsetPriorConfig;
 use aigc::train::{
-    pretrain_audio, pretrain_image, pretrain_multi, pretrain_text, AudioRecipe, ImageRecipe,
-    MultiPaths, MultiRecipe, Progress, Recipe, Start, TextRecipe,
+    fit_onset_prior, pretrain_audio, pretrain_image, pretrain_multi, pretrain_text, AudioRecipe,
+    ImageRecipe, MultiPaths, MultiRecipe, Progress, Recipe, Start, TextRecipe,
 };
 
 #[derive(Subcommand, Debug)]
@@ -51,6 +52,33 @@ pub enum PretrainCommand {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Fit an onset prior to a trained audio model: a Gaussian mixture per class over each
+    /// training clip's first unit and length, from which generation then starts its clips.
+    /// Seconds; the weights do not change.
+    OnsetPrior(OnsetPriorArgs),
+}
+
+/// Arguments of `aigc pretrain onset-prior`.
+#[derive(Args, Debug)]
+pub struct OnsetPriorArgs {
+    /// The trained audio model.
+    #[arg(long)]
+    model: PathBuf,
+    /// The clips it was trained on (their training split is fitted).
+    #[arg(long)]
+    data: PathBuf,
+    /// Where to write the model with its prior (may be --model itself).
+    #[arg(long)]
+    out: PathBuf,
+    /// Gaussian components per class.
+    #[arg(long, default_value_t = 6)]
+    components: usize,
+    /// Principal components of the first unit the mixture models.
+    #[arg(long, default_value_t = 32)]
+    dims: usize,
+    /// Seed of the mixture fit.
+    #[arg(long, default_value_t = 1337)]
+    seed: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -152,6 +180,16 @@ pub fn run(cmd: PretrainCommand) -> anyhow::Result<()> {
             };
             let paths = multi_paths(&run)?;
             train(&run, preset, |o, s, p| pretrain_multi(&paths, o, s, p))
+        }
+        PretrainCommand::OnsetPrior(args) => {
+            let prior = OnsetPriorConfig {
+                components: args.components,
+                dims: args.dims,
+                fitted: None,
+            };
+            fit_onset_prior(&args.model, &args.data, prior, args.seed, &args.out)?;
+            println!("wrote {} with its onset prior", args.out.display());
+            Ok(())
         }
     }
 }

@@ -14,7 +14,8 @@ use super::{
 };
 use crate::checkpoint::{self, ModelConfig, TrainState};
 use crate::modality::audio::{
-    encode, AudioDataset, AudioFormat, AudioModel, AudioModelConfig, BinStats,
+    encode, AudioDataset, AudioFormat, AudioModel, AudioModelConfig, BinStats, Onset,
+    OnsetPriorConfig,
 };
 use crate::modality::Split;
 use crate::{Error, Result};
@@ -24,6 +25,8 @@ pub struct AudioUnits {
     /// Units of each clip, `[n_units * unit_dim]`.
     clips: Vec<Vec<f32>>,
     labels: Vec<usize>,
+    /// The voice of each clip, where its file name gives one.
+    voices: Vec<Option<String>>,
     /// Clip indices sorted by length, cut into groups of about four batches.
     buckets: Vec<Vec<usize>>,
     unit_dim: usize,
@@ -50,6 +53,7 @@ impl AudioUnits {
         Self {
             clips,
             labels: data.labels.clone(),
+            voices: data.voices.clone(),
             buckets,
             unit_dim: format.unit_dim(),
         }
@@ -88,6 +92,28 @@ impl AudioUnits {
             left -= take;
         }
         batches
+    }
+
+    /// `prior` fitted to these clips' first units and lengths (see [`OnsetPriorConfig::fit`]).
+    fn fit_prior(
+        &self,
+        prior: &OnsetPriorConfig,
+        n_classes: usize,
+        seed: u64,
+    ) -> Result<OnsetPriorConfig> {
+        let onsets: Vec<Onset> = self
+            .clips
+            .iter()
+            .map(|clip| Onset {
+                unit: clip[..self.unit_dim].to_vec(),
+                length: clip.len() / self.unit_dim,
+            })
+            .collect();
+        let fitted = prior.fit(&onsets, &self.labels, &self.voices, n_classes, seed)?;
+        Ok(OnsetPriorConfig {
+            fitted: Some(fitted),
+            ..prior.clone()
+        })
     }
 
     /// The label of clip `i`.
@@ -144,16 +170,22 @@ impl AudioData {
     }
 
     /// Loads both splits of the dataset at `path` for a new model of `config`, first fitting
-    /// the codec's per-bin statistics on the training split (into `config`).
+    /// the codec's per-bin statistics on the training split (into `config`), then its onset
+    /// prior if it has one (seeded with `seed`).
     pub fn fit_splits(
         path: &Path,
         config: &mut AudioModelConfig,
         batch_size: usize,
+        seed: u64,
     ) -> Result<Self> {
         let train = AudioDataset::load(path, Split::Train, &config.format)?;
         let test = AudioDataset::load(path, Split::Test, &config.format)?;
         config.stats = Some(BinStats::fit(&config.format, &train.clips));
-        Self::from_datasets(&train, &test, config, batch_size)
+        let data = Self::from_datasets(&train, &test, config, batch_size)?;
+        if let Some(prior) = &config.onset_prior {
+            config.onset_prior = Some(data.train.fit_prior(prior, config.n_classes, seed)?);
+        }
+        Ok(data)
     }
 
     fn from_datasets(
@@ -261,7 +293,12 @@ pub fn pretrain_audio(
         Start::Fresh(recipe) => {
             recipe.validate()?;
             let mut model = recipe.model.clone();
-            let clips = AudioData::fit_splits(data, &mut model, recipe.train.batch_size)?;
+            let clips = AudioData::fit_splits(
+                data,
+                &mut model,
+                recipe.train.batch_size,
+                recipe.train.seed,
+            )?;
             let session = Session::fresh(&recipe.train, device, |d| {
                 with_core_from(model.init(d)?, &model.core, &recipe.train)
             })?;
@@ -284,4 +321,24 @@ pub fn pretrain_audio(
     let save = |s: &Session<AudioModel>, metrics: &MetricsLog| s.save(out, &config, None, metrics);
     session.fit(&clips, out, save, on_progress)?;
     Ok(session.state)
+}
+
+/// Fits an onset prior shaped like `prior` (seeded with `seed`) to the training clips at
+/// `data` for the trained audio model in `model_dir`, and writes the model with it to `out`
+/// (which may be `model_dir`; see [`checkpoint::save_with_config`]: every file but the config
+/// is copied as it is, without optimizer state). Takes seconds; no weight changes.
+pub fn fit_onset_prior(
+    model_dir: &Path,
+    data: &Path,
+    prior: OnsetPriorConfig,
+    seed: u64,
+    out: &Path,
+) -> Result<()> {
+    let (_, mut config) = checkpoint::load_audio(model_dir, &crate::default_device())?;
+    let ModelConfig::Audio(audio) = &mut config.model else {
+        unreachable!("load_audio returns audio models")
+    };
+    let clips = AudioData::load_splits(data, audio, 1)?;
+    audio.onset_prior = Some(clips.train.fit_prior(&prior, audio.n_classes, seed)?);
+    checkpoint::save_with_config(model_dir, &config, out)
 }

@@ -26,7 +26,7 @@ mod session;
 mod shards;
 mod text;
 
-pub use audio::{pretrain_audio, AudioData};
+pub use audio::{fit_onset_prior, pretrain_audio, AudioData};
 pub use bench::{bench_training, median, TrainBench};
 pub use classifier::pretrain_classifier;
 pub use clip::clip_global_norm;

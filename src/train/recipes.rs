@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
 use crate::core::TransformerConfig;
-use crate::modality::audio::{AudioFormat, AudioModelConfig};
+use crate::modality::audio::{AudioFormat, AudioModelConfig, OnsetPriorConfig};
 use crate::modality::image::ImageModelConfig;
 use crate::modality::text::TokenizerKind;
 use crate::Result;
@@ -156,7 +156,9 @@ impl AudioRecipe {
     /// The shipped `models/audio-fsdd` recipe (DESIGN.md section 2): spoken digits at 8 kHz as
     /// log-magnitude STFT frames, 2 frames a unit, up to 1 s; a 4-layer 192-wide core with
     /// dropout 0.1 and a 3-block flow head 384 wide trained with logit-normal flow times and
-    /// noisy inputs; the checkpoint ships the weights' moving average (decay 0.999).
+    /// noisy inputs; the checkpoint ships the weights' moving average (decay 0.999) and an onset
+    /// prior (one Gaussian per voice and digit over the first unit's 32 principal components
+    /// and the log length).
     pub fn fsdd() -> Self {
         use crate::core::{Activation, Positions};
         Self {
@@ -181,7 +183,11 @@ impl AudioRecipe {
                 noise_draws: 4,
                 input_noise: 0.1,
                 flow_time: crate::modality::flow::FlowTime::LogitNormal,
-                onset: None,
+                onset_prior: Some(OnsetPriorConfig {
+                    components: 6,
+                    dims: 32,
+                    fitted: None,
+                }),
             },
             train: TrainConfig {
                 steps: 5500,

@@ -22,6 +22,9 @@ pub struct AudioDataset {
     pub clips: Vec<Vec<f32>>,
     /// The label of each clip.
     pub labels: Vec<usize>,
+    /// The voice (speaker) of each clip, from `<label>_<voice>_<take>.wav` names; `None` for
+    /// other names. Empty for clips that come from elsewhere (generated, say).
+    pub voices: Vec<Option<String>>,
 }
 
 fn is_wav(p: &Path) -> bool {
@@ -51,8 +54,8 @@ impl AudioDataset {
             .filter(|(file, label)| {
                 let index = seen.entry(*label).or_insert(0usize);
                 *index += 1;
-                let is_test = match fsdd_take(file) {
-                    Some(take) => take < 5,
+                let is_test = match fsdd_name(file) {
+                    Some((_, take)) => take < 5,
                     None => *index % 10 == 0,
                 };
                 is_test == (split == Split::Test)
@@ -76,6 +79,10 @@ impl AudioDataset {
             classes: labelled.classes,
             clips,
             labels: chosen.iter().map(|(_, l)| *l).collect(),
+            voices: chosen
+                .iter()
+                .map(|(f, _)| fsdd_name(f).map(|(voice, _)| voice.to_string()))
+                .collect(),
         })
     }
 
@@ -178,15 +185,15 @@ fn from_class_folders(root: &Path) -> Result<Labelled> {
     Ok(Labelled { classes, files })
 }
 
-/// The take of an FSDD-style `<label>_<speaker>_<take>.wav` name.
-fn fsdd_take(file: &Path) -> Option<usize> {
+/// The voice (speaker) and take of an FSDD-style `<label>_<voice>_<take>.wav` name.
+fn fsdd_name(file: &Path) -> Option<(&str, usize)> {
     let stem = file.file_stem()?.to_str()?;
     let mut parts = stem.split('_');
-    let (_label, _speaker, take) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
+    let (_label, voice, take) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || voice.is_empty() {
         return None;
     }
-    take.parse().ok()
+    Some((voice, take.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -214,6 +221,7 @@ mod tests {
         let test = AudioDataset::load(flat.path(), Split::Test, &format).unwrap();
         assert_eq!(train.classes, ["0", "1", "10"]);
         assert_eq!((train.len(), test.len()), (6, 15));
+        assert!(train.voices.iter().all(|v| v.as_deref() == Some("ann")));
         assert!((train.clips[0].iter().fold(0.0f32, |m, v| m.max(v.abs())) - 0.95).abs() < 1e-3);
 
         let nested = tempfile::tempdir().unwrap();
@@ -231,6 +239,7 @@ mod tests {
         let test = AudioDataset::load(nested.path(), Split::Test, &format).unwrap();
         assert_eq!(test.classes, ["cat", "dog"]);
         assert_eq!(test.labels, [0, 1]);
+        assert_eq!(test.voices, [None, None]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod generate;
 mod mel;
 mod model;
 mod parts;
+mod prior;
 mod stft;
 mod wav;
 
@@ -16,7 +17,8 @@ pub use codec::{
 pub use dataset::AudioDataset;
 pub use generate::generate_clips;
 pub use mel::{log_mel_picture, mel_shape};
-pub use model::{AudioModel, AudioModelConfig, OnsetHeadConfig};
+pub use model::{AudioModel, AudioModelConfig};
 pub(crate) use parts::AudioParts;
+pub use prior::{spread_picks, Mixture, Onset, OnsetPrior, OnsetPriorConfig};
 pub use stft::{magnitudes, spectral_convergence, Stft};
 pub use wav::{decode_wav, read_wav, resample, write_wav, MAX_WAV_SECONDS};

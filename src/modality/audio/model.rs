@@ -8,15 +8,17 @@
 //! output:   len     z0       z1     ...   z(N-1)      z_i -> FlowHead -> unit i
 //! ```
 //!
-//! With an onset head (see [`OnsetHeadConfig`]), the first unit is drawn at the class position
-//! and the length after it: `[class] [unit 0] [length] [unit 1] ...`.
+//! With an onset prior (see [`super::prior`]), each clip's length and first unit are drawn
+//! from a mixture fitted to the training clips, and the network draws the rest.
 
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{AudioFormat, BinStats};
 use super::parts::AudioParts;
+use super::prior::{spread_picks, OnsetPrior, OnsetPriorConfig};
 use crate::core::{Positions, Transformer, TransformerConfig, INIT_STD};
 use crate::modality::continuous::{condition_ids, FlowGenerateOptions};
 use crate::modality::flow::{FlowHead, FlowHeadConfig, FlowTime};
@@ -47,23 +49,10 @@ pub struct AudioModelConfig {
     /// How the training loss draws flow times. Default: logit-normal.
     #[serde(default = "logit_normal")]
     pub flow_time: FlowTime,
-    /// A separate flow head for the first unit, drawn before the length token. `None`: the
-    /// length comes first and the main head draws every unit.
-    #[serde(default)]
-    pub onset: Option<OnsetHeadConfig>,
-}
-
-/// Shape of the head that draws a clip's first unit. The first unit is the hardest to draw (it
-/// picks the voice, the level and the digit's first sound from the class alone, where later
-/// units follow their context), and the rest of the clip hangs on it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OnsetHeadConfig {
-    /// Hidden width.
-    pub width: usize,
-    /// Residual blocks.
-    pub blocks: usize,
-    /// Noise/time draws per clip in the training loss.
-    pub draws: usize,
+    /// Draws each clip's length and first unit from a mixture fitted to the training clips
+    /// (fitted when a run starts). `None`: the network draws them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onset_prior: Option<OnsetPriorConfig>,
 }
 
 fn logit_normal() -> FlowTime {
@@ -92,7 +81,7 @@ impl AudioModelConfig {
             noise_draws: 2,
             input_noise: 0.1,
             flow_time: FlowTime::LogitNormal,
-            onset: None,
+            onset_prior: None,
         }
     }
 
@@ -106,26 +95,16 @@ impl AudioModelConfig {
         }
     }
 
-    /// The onset head this config implies, if any.
-    pub fn onset_head(&self) -> Option<FlowHeadConfig> {
-        self.onset.as_ref().map(|onset| FlowHeadConfig {
-            width: onset.width,
-            n_blocks: onset.blocks,
-            ..self.head()
-        })
-    }
-
     /// Checks the pieces fit together (the statistics may still be missing).
     pub fn validate(&self) -> Result<()> {
         self.format.validate()?;
         self.core.validate()?;
         self.head().validate()?;
-        if let Some(onset) = self.onset_head() {
-            onset.validate()?;
+        if let Some(prior) = &self.onset_prior {
+            prior.validate(self.format.unit_dim(), self.n_classes)?;
         }
         if self.n_classes == 0
             || self.noise_draws == 0
-            || self.onset.as_ref().is_some_and(|o| o.draws == 0)
             || !self.input_noise.is_finite()
             || self.input_noise < 0.0
         {
@@ -184,8 +163,8 @@ impl AudioModelConfig {
                 .init(device),
             core: self.core.init(device),
             head: self.head().init(device),
-            onset: self.onset_head().map(|head| head.init(device)),
-            onset_draws: self.onset.as_ref().map_or(0, |o| o.draws),
+            onset_prior: self.onset_prior.as_ref().and_then(|p| p.fitted.clone()),
+            max_units,
             n_classes: self.n_classes,
             unit_dim,
             noise_draws: self.noise_draws,
@@ -204,14 +183,14 @@ pub struct AudioModel {
     length_embed: Embedding,
     /// `[unit_dim, D]`
     frame_embed: Linear,
-    /// `[D, max_units]`: logits of the clip length, read at the class position (with an onset
-    /// head: at the first unit's).
+    /// `[D, max_units]`: logits of the clip length, read at the class position.
     length_head: Linear,
     core: Transformer,
     head: FlowHead,
-    /// Draws the first unit, before the length token.
-    onset: Option<FlowHead>,
-    onset_draws: usize,
+    /// Draws each clip's length and first unit in place of the network.
+    #[module(skip)]
+    onset_prior: Option<OnsetPrior>,
+    max_units: usize,
     n_classes: usize,
     unit_dim: usize,
     noise_draws: usize,
@@ -234,8 +213,6 @@ impl AudioModel {
             frame_embed: &self.frame_embed,
             length_head: &self.length_head,
             head: &self.head,
-            onset: self.onset.as_ref(),
-            onset_draws: self.onset_draws,
             unit_dim: self.unit_dim,
             noise_draws: self.noise_draws,
             input_noise: self.input_noise,
@@ -255,21 +232,57 @@ impl AudioModel {
     }
 
     /// Draws one clip's units per label: first its length from the class position (with an
-    /// onset head: its first unit there, then the length from that unit's position), then the
-    /// units with a KV cache and classifier-free guidance as for images. Returns each clip's
-    /// units, `[n_units * unit_dim]` row-major, `n_units` as drawn.
+    /// onset prior: its length and first unit from the prior, the clips of a class spread
+    /// over its voices by [`spread_picks`]), then the units with a KV cache and
+    /// classifier-free guidance as for images. Returns each clip's units,
+    /// `[n_units * unit_dim]` row-major, `n_units` as drawn.
     pub fn generate(
         &self,
         labels: &[usize],
         options: &FlowGenerateOptions,
         device: &Device,
     ) -> Vec<Vec<f32>> {
+        let picks = spread_picks(labels, options.seed);
+        self.generate_picked(labels, &picks, options, device)
+    }
+
+    /// [`AudioModel::generate`] with each clip's place among its class's onset components
+    /// given (see [`spread_picks`]), so a request drawn in several batches spreads its
+    /// voices as one. Without an onset prior, `picks` go unused.
+    pub fn generate_picked(
+        &self,
+        labels: &[usize],
+        picks: &[f32],
+        options: &FlowGenerateOptions,
+        device: &Device,
+    ) -> Vec<Vec<f32>> {
+        assert_eq!(picks.len(), labels.len(), "one pick per label");
         if labels.is_empty() {
             return Vec::new();
         }
         let ids = condition_ids(labels, self.null_label(), options.guidance != 1.0, device);
         let class = self.class_embed.forward(ids); // (rows, 1, D)
-        self.parts().generate(class, labels.len(), options)
+        let onsets = self.onset_prior.as_ref().map(|prior| {
+            let b = labels.len();
+            let class = Tensor::<2>::random([b, 1], Distribution::Uniform(0.0, 1.0), device);
+            let normal = Tensor::<2>::random(
+                [b, prior.noise_per_draw() - 1],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            );
+            let noise: Vec<f32> = Tensor::cat(vec![class, normal], 1)
+                .into_data()
+                .try_into_vec()
+                .expect("f32 noise");
+            labels
+                .iter()
+                .zip(picks)
+                .zip(noise.chunks_exact(prior.noise_per_draw()))
+                .map(|((&label, &pick), noise)| prior.draw(label, pick, noise, self.max_units))
+                .collect::<Vec<_>>()
+        });
+        self.parts()
+            .generate(class, labels.len(), onsets.as_deref(), options)
     }
 }
 
@@ -279,21 +292,10 @@ mod tests {
 
     #[test]
     fn loss_ignores_padding_and_generation_respects_lengths() {
-        for onset in [None, Some(tiny_onset())] {
-            padding_and_lengths(AudioModelConfig {
-                input_noise: 0.0, // no draws that depend on the padded length
-                onset,
-                ..AudioModelConfig::tiny()
-            });
-        }
-    }
-
-    fn tiny_onset() -> OnsetHeadConfig {
-        OnsetHeadConfig {
-            width: 32,
-            blocks: 2,
-            draws: 4,
-        }
+        padding_and_lengths(AudioModelConfig {
+            input_noise: 0.0, // no draws that depend on the padded length
+            ..AudioModelConfig::tiny()
+        });
     }
 
     fn padding_and_lengths(config: AudioModelConfig) {
@@ -342,62 +344,64 @@ mod tests {
         }
     }
 
-    /// Clips whose first unit decides their length (all +1: 2 units; all -1: 6 units). With
-    /// the length drawn after the first unit, generated clips keep the pairs together.
+    /// An onset prior fitted to clips whose first unit decides their length (all +1: 2
+    /// units; all -1: 6 units): an untrained network then generates clips whose lengths and
+    /// first units come in those pairs (give or take the prior's smoothing), where its own
+    /// length head would draw any length.
     #[test]
-    fn the_length_drawn_after_the_onset_agrees_with_it() {
-        use burn::optim::{AdamWConfig, GradientsParams};
-        let device = crate::default_device().autodiff();
-        let _rng = crate::rng::lock_device_rng();
-        device.seed(5);
-        let config = AudioModelConfig {
-            onset: Some(tiny_onset()),
-            ..AudioModelConfig::tiny()
-        };
+    fn clips_start_as_the_onset_prior_draws() {
+        use super::super::prior::Onset;
+        let mut config = AudioModelConfig::tiny();
         let u = config.format.unit_dim();
-        let mut model = config.init(&device).unwrap();
-        let mut optim = AdamWConfig::new().init();
-        let (batch, n) = (16, 6);
-        for step in 0..300 {
-            let mut units = vec![0.0f32; batch * n * u];
-            let mut lengths = Vec::new();
-            for k in 0..batch {
-                let long = (k + step) % 2 == 0;
-                let first = if long { -1.0 } else { 1.0 };
-                units[k * n * u..k * n * u + u].fill(first);
-                lengths.push(if long { 6 } else { 2 });
-            }
-            let units = Tensor::<3>::from_data(TensorData::new(units, [batch, n, u]), &device);
-            let labels = Tensor::<1, Int>::zeros([batch], &device);
-            let loss = model.loss(units, &lengths, labels);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(3e-3, model, grads);
-        }
-        let model = model.valid();
-        let options = FlowGenerateOptions {
-            guidance: 1.0,
-            temperature: 1.0,
-            steps: 8,
-            ..FlowGenerateOptions::audio()
-        };
-        let clips = model.generate(&[0; 32], &options, &crate::default_device());
-        let paired = clips
-            .iter()
-            .filter(|clip| {
-                let first = clip[..u].iter().sum::<f32>() / u as f32;
-                let n = clip.len() / u;
-                (first > 0.0 && n <= 3) || (first < 0.0 && n >= 5)
+        let onsets: Vec<Onset> = (0..60)
+            .map(|i| match i % 2 {
+                0 => Onset {
+                    unit: vec![1.0; u],
+                    length: 2,
+                },
+                _ => Onset {
+                    unit: vec![-1.0; u],
+                    length: 6,
+                },
             })
-            .count();
-        let long = clips.iter().filter(|clip| clip.len() / u >= 5).count();
-        assert!(
-            paired >= 28,
-            "{paired}/32 clips as long as their first unit says"
-        );
-        assert!(
-            (6..=26).contains(&long),
-            "{long}/32 long clips: both kinds drawn"
-        );
+            .collect();
+        let labels: Vec<usize> = (0..60).map(|i| i % 3).collect();
+        let prior = OnsetPriorConfig {
+            components: 2,
+            dims: 2,
+            fitted: None,
+        };
+        let fitted = prior.fit(&onsets, &labels, &[], 3, 1).unwrap();
+        config.onset_prior = Some(OnsetPriorConfig {
+            fitted: Some(fitted),
+            ..prior
+        });
+        let device = crate::default_device();
+        let _rng = crate::rng::lock_device_rng();
+        device.seed(4);
+        let model = config.init(&device).unwrap();
+        for guidance in [1.0, 2.0] {
+            let options = FlowGenerateOptions {
+                guidance,
+                steps: 2,
+                ..FlowGenerateOptions::audio()
+            };
+            let clips = model.generate(&[0; 32], &options, &device);
+            let paired = clips
+                .iter()
+                .filter(|clip| {
+                    let first = clip[..u].iter().sum::<f32>() / u as f32;
+                    let n = clip.len() / u;
+                    (first > 0.5 && n <= 3) || (first < -0.5 && n >= 5)
+                })
+                .count();
+            let long = clips.iter().filter(|clip| clip.len() / u >= 5).count();
+            assert_eq!(paired, 32, "every clip as long as its first unit says");
+            assert!(
+                (6..=26).contains(&long),
+                "{long}/32 long clips: both kinds drawn"
+            );
+        }
     }
 
     #[test]

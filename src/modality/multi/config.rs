@@ -166,7 +166,7 @@ impl AudioPartConfig {
             noise_draws: self.noise_draws,
             input_noise: self.input_noise,
             flow_time: self.flow_time,
-            onset: None,
+            onset_prior: None,
         }
     }
 }

@@ -277,7 +277,7 @@ impl MultiModel {
         let (prefix, _) = self.condition_slots(Modality::Audio, &rows, device)?;
         Ok(self
             .audio_parts()?
-            .generate(prefix, conditions.len(), options))
+            .generate(prefix, conditions.len(), None, options))
     }
 
     fn image_parts(&self) -> Result<ImageParts<'_>> {
@@ -306,8 +306,6 @@ impl MultiModel {
             frame_embed: &a.frame_embed,
             length_head: &a.length_head,
             head: &a.head,
-            onset: None,
-            onset_draws: 0,
             unit_dim: a.unit_dim,
             noise_draws: a.noise_draws,
             input_noise: a.input_noise,

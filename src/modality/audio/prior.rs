@@ -1,0 +1,581 @@
+//! The onset prior: where a clip starts. A class-conditional Gaussian mixture over a clip's
+//! first unit and its length, fitted to the training clips; the network continues from there.
+//!
+//! The first unit carries the voice and the level, and the length must agree with them; the
+//! rest of a clip follows its start. Drawn by the network from the class alone, the first unit
+//! is the weakest link (on FSDD: Fréchet distance 136 free running, 80 from the real first
+//! unit and length). A mixture of a few Gaussians per class over the first unit's leading
+//! principal components and the log length keeps voices and lengths together.
+//!
+//! ```text
+//! first unit = mean + basis · z[..dims] + residual_std ⊙ ε     length = exp(z[dims] · s + m)
+//! z ~ component k of the class's mixture, k ~ its weights
+//! ```
+
+use nalgebra::{Cholesky, DMatrix, DVector, SymmetricEigen};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Expectation-maximisation rounds of a class's mixture.
+const EM_ROUNDS: usize = 100;
+/// Added to each component's covariance (in whitened units), so none collapses onto a point.
+const COVARIANCE_FLOOR: f64 = 1e-2;
+
+/// Shape of an onset prior; the fitted values are filled in from the data when a run starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnsetPriorConfig {
+    /// Gaussian components per class when the clips do not name their voices (with voices,
+    /// as in FSDD's `<label>_<voice>_<take>.wav`, each class has one component per voice).
+    pub components: usize,
+    /// Principal components of the first unit the mixture models; the rest of the first unit
+    /// is independent noise with the training clips' leftover spread.
+    pub dims: usize,
+    /// The fitted prior (`None` in a recipe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fitted: Option<OnsetPrior>,
+}
+
+/// A fitted onset prior (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnsetPrior {
+    /// Mean first unit, `[unit_dim]`.
+    pub mean: Vec<f32>,
+    /// Principal directions scaled by their standard deviations, `[dims, unit_dim]`.
+    pub basis: Vec<f32>,
+    /// Spread of what the principal directions leave out, `[unit_dim]`.
+    pub residual_std: Vec<f32>,
+    /// Mean and standard deviation of the natural log of the length in units.
+    pub log_length: [f32; 2],
+    /// The shortest and the longest training clip, in units: draws stay within them.
+    pub length_range: [usize; 2],
+    /// One mixture per class over `dims + 1` whitened values (the last one: the log length).
+    pub classes: Vec<Mixture>,
+    /// Each class's share of the training clips.
+    pub class_shares: Vec<f32>,
+    /// Each class's voices, one per component, when the training clips named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voices: Vec<Vec<String>>,
+}
+
+/// A Gaussian mixture over `d` values, with `k` components.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mixture {
+    /// Component weights, summing to 1.
+    pub weights: Vec<f32>,
+    /// Component means, `[k, d]`.
+    pub means: Vec<f32>,
+    /// Lower-triangular Cholesky factors of the component covariances, row by row, packed:
+    /// `[k, d (d + 1) / 2]`.
+    pub cholesky: Vec<f32>,
+}
+
+/// One clip's start: its first unit and its length in units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Onset {
+    /// `[unit_dim]`
+    pub unit: Vec<f32>,
+    /// Units in the clip, at least 1.
+    pub length: usize,
+}
+
+impl OnsetPriorConfig {
+    /// Checks the shape against the model's (and the fitted values against the shape).
+    pub fn validate(&self, unit_dim: usize, n_classes: usize) -> Result<()> {
+        if self.components == 0 || self.dims == 0 || self.dims > unit_dim {
+            return Err(Error::Config(format!(
+                "the onset prior needs components >= 1 and 1 <= dims <= {unit_dim} (the unit size)"
+            )));
+        }
+        let Some(prior) = &self.fitted else {
+            return Ok(());
+        };
+        let d = self.dims + 1;
+        let fits = prior.mean.len() == unit_dim
+            && prior.residual_std.len() == unit_dim
+            && prior.basis.len() == self.dims * unit_dim
+            && prior.classes.len() == n_classes
+            && prior.class_shares.len() == n_classes
+            && prior.length_range[0] <= prior.length_range[1]
+            && prior.classes.iter().all(|m| {
+                let k = m.weights.len();
+                k > 0 && m.means.len() == k * d && m.cholesky.len() == k * d * (d + 1) / 2
+            })
+            && (prior.voices.is_empty()
+                || prior
+                    .voices
+                    .iter()
+                    .zip(&prior.classes)
+                    .all(|(v, m)| v.len() == m.weights.len()));
+        let finite = [&prior.mean, &prior.basis, &prior.residual_std]
+            .into_iter()
+            .flatten()
+            .chain(&prior.log_length)
+            .chain(&prior.class_shares)
+            .chain(
+                prior
+                    .classes
+                    .iter()
+                    .flat_map(|m| m.weights.iter().chain(&m.means).chain(&m.cholesky)),
+            )
+            .all(|v| v.is_finite());
+        match fits && finite {
+            true => Ok(()),
+            false => Err(Error::Config(
+                "the fitted onset prior does not match its shape or holds non-finite values".into(),
+            )),
+        }
+    }
+
+    /// Fits the prior to the training clips' first units and lengths: principal components
+    /// of all first units, then a mixture per class: one Gaussian per voice when every clip
+    /// names its voice (`voices`, one per clip, or empty), else `components` Gaussians by
+    /// expectation-maximisation seeded with `seed`. Every class in `0..n_classes` needs a clip.
+    pub fn fit(
+        &self,
+        onsets: &[Onset],
+        labels: &[usize],
+        voices: &[Option<String>],
+        n_classes: usize,
+        seed: u64,
+    ) -> Result<OnsetPrior> {
+        let unit_dim = onsets.first().map_or(0, |o| o.unit.len());
+        self.validate(unit_dim, n_classes)?;
+        let n = onsets.len();
+        let x = DMatrix::from_fn(n, unit_dim, |i, j| onsets[i].unit[j] as f64);
+        let mean = x.row_mean();
+        let centered = DMatrix::from_fn(n, unit_dim, |i, j| x[(i, j)] - mean[j]);
+        let cov = centered.transpose() * &centered / n.max(2) as f64;
+        let eigen = SymmetricEigen::new(cov);
+        let mut order: Vec<usize> = (0..unit_dim).collect();
+        order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
+        let order = &order[..self.dims];
+        // Principal directions scaled by their spreads: whitened values times `basis` give
+        // the centred first unit.
+        let basis = DMatrix::from_fn(self.dims, unit_dim, |r, j| {
+            eigen.eigenvectors[(j, order[r])] * eigen.eigenvalues[order[r]].max(1e-12).sqrt()
+        });
+        let whitened = DMatrix::from_fn(n, self.dims, |i, r| {
+            let direction = eigen.eigenvectors.column(order[r]);
+            centered.row(i).transpose().dot(&direction)
+                / eigen.eigenvalues[order[r]].max(1e-12).sqrt()
+        });
+        let residual = &centered - &whitened * &basis;
+        let residual_std = (0..unit_dim)
+            .map(|j| (residual.column(j).norm_squared() / n.max(1) as f64).sqrt() as f32)
+            .collect();
+        let log_lengths: Vec<f64> = onsets.iter().map(|o| (o.length as f64).ln()).collect();
+        let log_mean = log_lengths.iter().sum::<f64>() / n as f64;
+        let log_std = (log_lengths
+            .iter()
+            .map(|l| (l - log_mean).powi(2))
+            .sum::<f64>()
+            / n as f64)
+            .sqrt()
+            .max(1e-3);
+        let row = |i: usize| {
+            let mut z = whitened.row(i).transpose().insert_row(self.dims, 0.0);
+            z[self.dims] = (log_lengths[i] - log_mean) / log_std;
+            z
+        };
+        let voiced = voices.len() == n && voices.iter().all(Option::is_some);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut classes = Vec::with_capacity(n_classes);
+        let mut class_voices = Vec::new();
+        for class in 0..n_classes {
+            let members: Vec<usize> = (0..n).filter(|&i| labels[i] == class).collect();
+            if members.is_empty() {
+                return Err(Error::Input(format!(
+                    "class {class} has no training clips to fit the onset prior to"
+                )));
+            }
+            if voiced {
+                let mut names: Vec<&String> = members.iter().flat_map(|&i| &voices[i]).collect();
+                names.sort();
+                names.dedup();
+                let groups: Vec<Vec<DVector<f64>>> = names
+                    .iter()
+                    .map(|&name| {
+                        let of_voice = members
+                            .iter()
+                            .filter(|&&i| voices[i].as_ref() == Some(name));
+                        of_voice.map(|&i| row(i)).collect()
+                    })
+                    .collect();
+                classes.push(voice_mixture(&groups));
+                class_voices.push(names.into_iter().cloned().collect());
+            } else {
+                let rows: Vec<DVector<f64>> = members.iter().map(|&i| row(i)).collect();
+                classes.push(fit_mixture(&rows, self.components, &mut rng));
+            }
+        }
+        Ok(OnsetPrior {
+            mean: mean.iter().map(|&v| v as f32).collect(),
+            basis: basis.transpose().iter().map(|&v| v as f32).collect(),
+            residual_std,
+            log_length: [log_mean as f32, log_std as f32],
+            length_range: [
+                onsets.iter().map(|o| o.length).min().unwrap_or(1),
+                onsets.iter().map(|o| o.length).max().unwrap_or(1),
+            ],
+            class_shares: (0..n_classes)
+                .map(|c| labels.iter().filter(|&&l| l == c).count() as f32 / n as f32)
+                .collect(),
+            classes,
+            voices: class_voices,
+        })
+    }
+}
+
+impl OnsetPrior {
+    /// Values of noise one draw reads: a uniform number (which class, for unconditional
+    /// draws), then standard normal ones (`dims + 1` for the mixture, `unit_dim` for the
+    /// leftover spread).
+    pub fn noise_per_draw(&self) -> usize {
+        1 + self.dims() + 1 + self.mean.len()
+    }
+
+    fn dims(&self) -> usize {
+        self.basis.len() / self.mean.len()
+    }
+
+    /// One clip's start from `noise` (see [`OnsetPrior::noise_per_draw`]): for class `label`
+    /// (beyond the classes: unconditional, a class drawn in proportion to the training
+    /// clips), from the component where `pick` (in `[0, 1)`) falls among the class's
+    /// cumulative weights (see [`spread_picks`]); the length within the training clips' and
+    /// at most `max_units`.
+    pub fn draw(&self, label: usize, pick: f32, noise: &[f32], max_units: usize) -> Onset {
+        let (dims, unit_dim) = (self.dims(), self.mean.len());
+        let d = dims + 1;
+        let class = match label < self.classes.len() {
+            true => label,
+            false => at_share(&self.class_shares, noise[0]),
+        };
+        let mixture = &self.classes[class];
+        let k = at_share(&mixture.weights, pick);
+        let normal = &noise[1..1 + d];
+        let factor = &mixture.cholesky[k * d * (d + 1) / 2..];
+        let z: Vec<f32> = (0..d)
+            .map(|r| {
+                let row = &factor[r * (r + 1) / 2..r * (r + 1) / 2 + r + 1];
+                mixture.means[k * d + r] + row.iter().zip(normal).map(|(a, b)| a * b).sum::<f32>()
+            })
+            .collect();
+        let leftover = &noise[1 + d..1 + d + unit_dim];
+        let unit = (0..unit_dim)
+            .map(|j| {
+                let spread: f32 = (0..dims).map(|r| z[r] * self.basis[r * unit_dim + j]).sum();
+                self.mean[j] + spread + self.residual_std[j] * leftover[j]
+            })
+            .collect();
+        let [log_mean, log_std] = self.log_length;
+        let length = (z[dims] * log_std + log_mean).exp().round() as usize;
+        let [shortest, longest] = self.length_range;
+        Onset {
+            unit,
+            length: length.clamp(shortest.max(1), longest.min(max_units).max(1)),
+        }
+    }
+}
+
+/// The index where `u` (in `[0, 1)`) falls among the cumulative `shares`.
+fn at_share(shares: &[f32], u: f32) -> usize {
+    let mut left = u;
+    (0..shares.len())
+        .find(|&k| {
+            left -= shares[k];
+            left < 0.0
+        })
+        .unwrap_or(shares.len() - 1)
+}
+
+/// Where each clip of a request falls among its class's components (see
+/// [`OnsetPrior::draw`]): the `n` clips of a class take `(i + start) / n` for `i = 0..n`, from
+/// a start drawn per class with `seed` (systematic sampling). Each component (a voice, with
+/// named voices) then gets its share of the class's clips to within one clip, where drawing
+/// each at random would leave some voices out of a request and double others.
+pub fn spread_picks(labels: &[usize], seed: u64) -> Vec<f32> {
+    let mut counts = std::collections::BTreeMap::new();
+    for &label in labels {
+        *counts.entry(label).or_insert(0usize) += 1;
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut starts: std::collections::BTreeMap<usize, (f32, usize)> = counts
+        .keys()
+        .map(|&label| (label, (rng.random::<f32>(), 0)))
+        .collect();
+    labels
+        .iter()
+        .map(|label| {
+            let (start, seen) = starts.get_mut(label).expect("every label counted");
+            *seen += 1;
+            (*seen as f32 - 1.0 + *start) / counts[label] as f32
+        })
+        .collect()
+}
+
+/// A `components`-Gaussian mixture fitted to `rows` by expectation-maximisation, started
+/// from k-means++ seeds.
+fn fit_mixture(rows: &[DVector<f64>], components: usize, rng: &mut StdRng) -> Mixture {
+    let (n, d) = (rows.len(), rows[0].len());
+    let mut means = vec![rows[rng.random_range(0..n)].clone()];
+    while means.len() < components {
+        let far: Vec<f64> = rows
+            .iter()
+            .map(|x| {
+                means
+                    .iter()
+                    .map(|m| (x - m).norm_squared())
+                    .fold(f64::MAX, f64::min)
+            })
+            .collect();
+        let mut pick = rng.random::<f64>() * far.iter().sum::<f64>();
+        let i = (0..n)
+            .find(|&i| {
+                pick -= far[i];
+                pick < 0.0
+            })
+            .unwrap_or(n - 1);
+        means.push(rows[i].clone());
+    }
+    let mut covs = vec![DMatrix::identity(d, d); components];
+    let mut weights = vec![1.0 / components as f64; components];
+    for _ in 0..EM_ROUNDS {
+        // E step: each row's responsibilities, from log densities.
+        let factors: Vec<Cholesky<f64, _>> = covs
+            .iter()
+            .map(|c| Cholesky::new(c.clone()).expect("floored covariances are positive definite"))
+            .collect();
+        let resp: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|x| {
+                let log_p: Vec<f64> = (0..components)
+                    .map(|k| {
+                        let l = factors[k].l();
+                        let y = l
+                            .solve_lower_triangular(&(x - &means[k]))
+                            .expect("invertible");
+                        let log_det: f64 = l.diagonal().iter().map(|v| v.ln()).sum();
+                        weights[k].ln() - 0.5 * y.norm_squared() - log_det
+                    })
+                    .collect();
+                let top = log_p.iter().copied().fold(f64::MIN, f64::max);
+                let p: Vec<f64> = log_p.iter().map(|v| (v - top).exp()).collect();
+                let total: f64 = p.iter().sum();
+                p.iter().map(|v| v / total).collect()
+            })
+            .collect();
+        // M step.
+        for k in 0..components {
+            let resp_k: Vec<f64> = resp.iter().map(|r| r[k]).collect();
+            weights[k] = resp_k.iter().sum::<f64>() / n as f64;
+            (means[k], covs[k]) = weighted_gaussian(rows, &resp_k);
+        }
+    }
+    packed(&weights, &means, covs)
+}
+
+/// One Gaussian per group of rows (a voice's clips), weighted by the group's size.
+fn voice_mixture(groups: &[Vec<DVector<f64>>]) -> Mixture {
+    let total: usize = groups.iter().map(Vec::len).sum();
+    let weights: Vec<f64> = groups
+        .iter()
+        .map(|g| g.len() as f64 / total as f64)
+        .collect();
+    let (means, covs) = groups
+        .iter()
+        .map(|g| weighted_gaussian(g, &vec![1.0; g.len()]))
+        .unzip::<_, _, Vec<_>, Vec<_>>();
+    packed(&weights, &means, covs)
+}
+
+/// Mean and floored covariance of `rows` weighted by `weights`.
+fn weighted_gaussian(rows: &[DVector<f64>], weights: &[f64]) -> (DVector<f64>, DMatrix<f64>) {
+    let d = rows[0].len();
+    let mass = weights.iter().sum::<f64>() + 1e-9;
+    let mean = rows
+        .iter()
+        .zip(weights)
+        .fold(DVector::zeros(d), |acc, (x, w)| acc + x * *w)
+        / mass;
+    let cov = rows
+        .iter()
+        .zip(weights)
+        .fold(DMatrix::zeros(d, d), |acc, (x, w)| {
+            let dx = x - &mean;
+            acc + &dx * dx.transpose() * *w
+        })
+        / mass
+        + DMatrix::identity(d, d) * COVARIANCE_FLOOR;
+    (mean, cov)
+}
+
+/// A mixture as stored: `f32`, covariances as packed Cholesky factors.
+fn packed(weights: &[f64], means: &[DVector<f64>], covs: Vec<DMatrix<f64>>) -> Mixture {
+    let mut cholesky = Vec::new();
+    for cov in covs {
+        let l = Cholesky::new(cov)
+            .expect("floored covariances are positive definite")
+            .l();
+        for r in 0..l.nrows() {
+            cholesky.extend((0..=r).map(|c| l[(r, c)] as f32));
+        }
+    }
+    Mixture {
+        weights: weights.iter().map(|&w| w as f32).collect(),
+        means: means
+            .iter()
+            .flat_map(|m| m.iter().map(|&v| v as f32))
+            .collect(),
+        cholesky,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Class 0 has two voices (first unit near +1 with 2 units, near -1 with 6, one clip in
+    /// three the latter); class 1 one voice (near 0.5, 4 units).
+    fn voices() -> (Vec<Onset>, Vec<usize>) {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut onsets = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..400 {
+            let (level, length, label) = match i % 4 {
+                0 => (-1.0, 6, 0),
+                1 | 2 => (1.0, 2, 0),
+                _ => (0.5, 4, 1),
+            };
+            let unit = (0..8)
+                .map(|_| level + 0.05 * (rng.random::<f32>() - 0.5))
+                .collect();
+            onsets.push(Onset { unit, length });
+            labels.push(label);
+        }
+        (onsets, labels)
+    }
+
+    fn config() -> OnsetPriorConfig {
+        OnsetPriorConfig {
+            components: 2,
+            dims: 2,
+            fitted: None,
+        }
+    }
+
+    fn draws(prior: &OnsetPrior, label: usize, count: usize) -> Vec<Onset> {
+        let mut rng = StdRng::seed_from_u64(9);
+        (0..count)
+            .map(|_| {
+                let mut noise = vec![rng.random::<f32>()];
+                noise.extend((1..prior.noise_per_draw()).map(|_| {
+                    // Box-Muller
+                    let (a, b) = (rng.random::<f32>().max(1e-9), rng.random::<f32>());
+                    (-2.0 * a.ln()).sqrt() * (std::f32::consts::TAU * b).cos()
+                }));
+                prior.draw(label, rng.random(), &noise, 63)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn draws_keep_each_voice_with_its_length_in_its_share() {
+        let (onsets, labels) = voices();
+        // Unnamed voices: two components found by expectation-maximisation.
+        keeps_voices_apart(&config().fit(&onsets, &labels, &[], 2, 1).unwrap());
+        // Named voices: one component each, whatever `components` says.
+        let names: Vec<Option<String>> = onsets
+            .iter()
+            .map(|o| match o.unit[0] {
+                v if v < 0.0 => Some("low".into()),
+                v if v < 0.75 => Some("mid".into()),
+                _ => Some("high".into()),
+            })
+            .collect();
+        let one = OnsetPriorConfig {
+            components: 1,
+            ..config()
+        };
+        let prior = one.fit(&onsets, &labels, &names, 2, 1).unwrap();
+        assert_eq!(prior.voices, [vec!["high", "low"], vec!["mid"]]);
+        keeps_voices_apart(&prior);
+    }
+
+    fn keeps_voices_apart(prior: &OnsetPrior) {
+        let level = |o: &Onset| o.unit.iter().sum::<f32>() / o.unit.len() as f32;
+        let class0 = draws(prior, 0, 300);
+        let paired = class0
+            .iter()
+            .filter(|o| (level(o) > 0.7 && o.length <= 3) || (level(o) < -0.7 && o.length >= 5))
+            .count();
+        let long = class0.iter().filter(|o| o.length >= 5).count();
+        let within = class0.iter().all(|o| (2..=6).contains(&o.length));
+        assert!(
+            within,
+            "draws keep to the training clips' lengths, 2 to 6 units"
+        );
+        assert!(
+            paired >= 290,
+            "{paired}/300 draws keep voice and length together"
+        );
+        assert!(
+            (70..=130).contains(&long),
+            "{long}/300 long draws, trained 1 in 3"
+        );
+        let class1 = draws(prior, 1, 100);
+        assert!(
+            class1
+                .iter()
+                .all(|o| (3..=5).contains(&o.length) && (level(o) - 0.5).abs() < 0.3),
+            "class 1 draws its own voice"
+        );
+    }
+
+    #[test]
+    fn spread_picks_give_each_voice_its_share_of_a_request() {
+        let labels: Vec<usize> = [vec![0; 30], vec![1; 4], vec![0; 6]].concat();
+        let picks = spread_picks(&labels, 7);
+        assert_eq!(picks, spread_picks(&labels, 7), "seeded");
+        assert_ne!(picks, spread_picks(&labels, 8));
+        assert!(picks.iter().all(|p| (0.0..1.0).contains(p)));
+        let six = [1.0 / 6.0; 6];
+        let mut heard = [0; 6];
+        for (label, pick) in labels.iter().zip(&picks) {
+            if *label == 0 {
+                heard[at_share(&six, *pick)] += 1;
+            }
+        }
+        assert_eq!(heard, [6; 6], "36 clips of class 0, 6 per voice");
+        let uneven = [0.25, 0.75];
+        let shares: Vec<usize> = picks[30..34]
+            .iter()
+            .map(|&p| at_share(&uneven, p))
+            .collect();
+        assert_eq!(shares.iter().filter(|&&k| k == 0).count(), 1, "{shares:?}");
+    }
+
+    #[test]
+    fn bad_shapes_and_missing_classes_are_errors() {
+        let (onsets, labels) = voices();
+        let err = config()
+            .fit(&onsets, &labels, &[], 3, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("class 2 has no training clips"), "{err}");
+        let wide = OnsetPriorConfig {
+            dims: 9,
+            ..config()
+        };
+        assert!(wide.validate(8, 2).is_err());
+        let mut fitted = OnsetPriorConfig {
+            fitted: Some(config().fit(&onsets, &labels, &[], 2, 1).unwrap()),
+            ..config()
+        };
+        assert!(fitted.validate(8, 2).is_ok());
+        fitted.fitted.as_mut().unwrap().classes[1].means[0] = f32::NAN;
+        assert!(fitted.validate(8, 2).is_err());
+    }
+}
