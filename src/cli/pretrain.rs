@@ -135,8 +135,8 @@ pub struct RunArgs {
     #[arg(long)]
     resume: bool,
     /// Fine-tune: start from this checkpoint's model (architecture, weights, tokenizer or
-    /// codec statistics) with the recipe's training settings (give it a lower `lr` with
-    /// --config).
+    /// codec statistics and onset prior) with the recipe's training settings (give it a lower
+    /// `lr` with --config).
     #[arg(long, value_name = "CHECKPOINT", conflicts_with = "core")]
     init: Option<PathBuf>,
     /// Start the new model's Transformer core from this checkpoint's (any modality; the same

@@ -4,12 +4,13 @@
 //! The first unit carries the voice and the level, and the length must agree with them; the
 //! rest of a clip follows its start. Drawn by the network from the class alone, the first unit
 //! is the weakest link (on FSDD: Fréchet distance 136 free running, 80 from the real first
-//! unit and length). A mixture of a few Gaussians per class over the first unit's leading
-//! principal components and the log length keeps voices and lengths together.
+//! unit and length). A Gaussian mixture per class over the first unit's leading principal
+//! components and the log length keeps voices and lengths together: one Gaussian per voice
+//! where the file names give voices, else a few found by expectation-maximisation.
 //!
 //! ```text
 //! first unit = mean + basis · z[..dims] + residual_std ⊙ ε     length = exp(z[dims] · s + m)
-//! z ~ component k of the class's mixture, k ~ its weights
+//! z ~ component k of the class's mixture, k from spread_picks (each its share, in turn)
 //! ```
 
 use nalgebra::{Cholesky, DMatrix, DVector, SymmetricEigen};
