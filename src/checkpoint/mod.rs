@@ -254,7 +254,7 @@ impl<M: Module> Checkpoint<'_, M> {
 }
 
 /// Writes a copy of the checkpoint in `from` to `to` (which may be `from`) with `config` in
-/// place of its own. Every other file is copied byte for byte (weights, training state,
+/// place of its own. Every other top-level file is copied byte for byte (weights, training state,
 /// tokenizer, model card, metrics log) except the optimizer state and training weights: the
 /// copy generates and fine-tunes but does not resume. Crash-safe like [`Checkpoint::save`].
 pub fn save_with_config(from: &Path, config: &CheckpointConfig, to: &Path) -> Result<()> {
@@ -372,7 +372,60 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })?;
-    fs::write(path, text + "\n").map_err(|e| Error::io("writing", path, e))
+    fs::write(path, pack_plain_arrays(&text) + "\n").map_err(|e| Error::io("writing", path, e))
+}
+
+/// Widest line [`pack_plain_arrays`] fills.
+const PACKED_WIDTH: usize = 100;
+
+/// `serde_json`'s pretty layout with every array of plain values (numbers, strings, booleans)
+/// packed onto lines of up to [`PACKED_WIDTH`] columns instead of one value a line, so long
+/// fitted arrays (codec statistics, an onset prior) stay readable.
+fn pack_plain_arrays(pretty: &str) -> String {
+    let lines: Vec<&str> = pretty.lines().collect();
+    let mut out = String::with_capacity(pretty.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        out.push_str(line);
+        out.push('\n');
+        i += 1;
+        if !line.ends_with('[') {
+            continue;
+        }
+        let end = (i..lines.len()).find(|&j| !is_plain_element(lines[j]));
+        let Some(end) = end.filter(|&j| lines[j].trim_start().starts_with(']')) else {
+            continue;
+        };
+        if end == i {
+            continue;
+        }
+        let indent = &lines[i][..lines[i].len() - lines[i].trim_start().len()];
+        let mut packed = indent.to_string();
+        for element in &lines[i..end] {
+            let element = element.trim();
+            if packed.len() > indent.len() && packed.len() + 1 + element.len() > PACKED_WIDTH {
+                out.push_str(packed.trim_end());
+                out.push('\n');
+                packed = indent.to_string();
+            }
+            packed.push_str(element);
+            packed.push(' ');
+        }
+        out.push_str(packed.trim_end());
+        out.push('\n');
+        i = end;
+    }
+    out.pop();
+    out
+}
+
+/// Whether a line of pretty JSON is one plain array element (not an object or array).
+fn is_plain_element(line: &str) -> bool {
+    let element = line.trim().trim_end_matches(',');
+    !element.is_empty()
+        && !matches!(element.as_bytes()[0], b'{' | b'[' | b'}' | b']')
+        && !element.ends_with(['{', '['])
 }
 
 /// Reads a JSON file.
@@ -387,6 +440,28 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Arrays of plain values share lines; nested arrays, objects and the values themselves
+    /// come through unchanged.
+    #[test]
+    fn json_packs_plain_arrays_onto_lines() {
+        let value = serde_json::json!({
+            "mean": (0..60).map(|i| i as f32 / 7.0).collect::<Vec<_>>(),
+            "voices": [["ann", "bob"], ["cy"]],
+            "parts": [{"a": [1, 2]}, {"b": []}],
+            "name": "x [y",
+        });
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        let packed = pack_plain_arrays(&pretty);
+        let read: serde_json::Value = serde_json::from_str(&packed).unwrap();
+        assert_eq!(read, value);
+        assert!(
+            packed.lines().count() * 2 < pretty.lines().count(),
+            "{packed}"
+        );
+        assert!(packed.lines().all(|l| l.len() <= PACKED_WIDTH), "{packed}");
+        assert!(packed.contains("\"ann\", \"bob\""), "{packed}");
+    }
 
     /// `sampling` is left out of a config that keeps the defaults, read where present, and a
     /// misspelt setting is an error rather than silently the default.

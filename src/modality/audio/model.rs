@@ -101,7 +101,8 @@ impl AudioModelConfig {
         self.core.validate()?;
         self.head().validate()?;
         if let Some(prior) = &self.onset_prior {
-            prior.validate(self.format.unit_dim(), self.n_classes)?;
+            let max_units = self.format.max_units;
+            prior.validate(self.format.unit_dim(), self.n_classes, max_units)?;
         }
         if self.n_classes == 0
             || self.noise_draws == 0
@@ -174,7 +175,8 @@ impl AudioModelConfig {
     }
 }
 
-/// Class and length embeddings + frame embedding + core + length head + flow head.
+/// Class and length embeddings + frame embedding + core + length head + flow head, and an
+/// optional onset prior that draws each clip's length and first unit.
 #[derive(Module, Debug)]
 pub struct AudioModel {
     /// `[n_classes + 1, D]`; the last row is the "no label" token.
@@ -249,6 +251,9 @@ impl AudioModel {
     /// [`AudioModel::generate`] with each clip's place among its class's onset components
     /// given (see [`spread_picks`]), so a request drawn in several batches spreads its
     /// voices as one. Without an onset prior, `picks` go unused.
+    ///
+    /// # Panics
+    /// If `picks` and `labels` differ in length.
     pub fn generate_picked(
         &self,
         labels: &[usize],
@@ -264,13 +269,13 @@ impl AudioModel {
         let class = self.class_embed.forward(ids); // (rows, 1, D)
         let onsets = self.onset_prior.as_ref().map(|prior| {
             let b = labels.len();
-            let class = Tensor::<2>::random([b, 1], Distribution::Uniform(0.0, 1.0), device);
+            let which_class = Tensor::<2>::random([b, 1], Distribution::Uniform(0.0, 1.0), device);
             let normal = Tensor::<2>::random(
                 [b, prior.noise_per_draw() - 1],
                 Distribution::Normal(0.0, 1.0),
                 device,
             );
-            let noise: Vec<f32> = Tensor::cat(vec![class, normal], 1)
+            let noise: Vec<f32> = Tensor::cat(vec![which_class, normal], 1)
                 .into_data()
                 .try_into_vec()
                 .expect("f32 noise");

@@ -10,10 +10,10 @@
 //!
 //! ```text
 //! first unit = mean + basis · z[..dims] + residual_std ⊙ ε     length = exp(z[dims] · s + m)
-//! z ~ component k of the class's mixture, k from spread_picks (each its share, in turn)
+//! z ~ component k of the class's mixture, k from spread_picks (each component its share)
 //! ```
 
-use nalgebra::{Cholesky, DMatrix, DVector, SymmetricEigen};
+use nalgebra::{Cholesky, DMatrix, DVector, RowDVector, SymmetricEigen};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -30,9 +30,11 @@ const COVARIANCE_FLOOR: f64 = 1e-2;
 pub struct OnsetPriorConfig {
     /// Gaussian components per class when the clips do not name their voices (with voices,
     /// as in FSDD's `<label>_<voice>_<take>.wav`, each class has one component per voice).
+    /// No default; the FSDD recipe and `aigc pretrain onset-prior` use 6.
     pub components: usize,
     /// Principal components of the first unit the mixture models; the rest of the first unit
-    /// is independent noise with the training clips' leftover spread.
+    /// is independent noise with the training clips' leftover spread. No default; the FSDD
+    /// recipe and `aigc pretrain onset-prior` use 32.
     pub dims: usize,
     /// The fitted prior (`None` in a recipe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,33 +85,30 @@ pub struct Onset {
 }
 
 impl OnsetPriorConfig {
-    /// Checks the shape against the model's (and the fitted values against the shape).
-    pub fn validate(&self, unit_dim: usize, n_classes: usize) -> Result<()> {
-        if self.components == 0 || self.dims == 0 || self.dims > unit_dim {
-            return Err(Error::Config(format!(
-                "the onset prior needs components >= 1 and 1 <= dims <= {unit_dim} (the unit size)"
-            )));
-        }
+    /// Checks the shape against a model's with units of `unit_dim` values, `n_classes`
+    /// classes and clips of at most `max_units` units, and the fitted values, if any, against
+    /// the shape: a hand-edited prior fails here, not at generation.
+    pub fn validate(&self, unit_dim: usize, n_classes: usize, max_units: usize) -> Result<()> {
+        self.check_shape(unit_dim)?;
         let Some(prior) = &self.fitted else {
             return Ok(());
         };
+        let [shortest, longest] = prior.length_range;
         let d = self.dims + 1;
         let fits = prior.mean.len() == unit_dim
             && prior.residual_std.len() == unit_dim
             && prior.basis.len() == self.dims * unit_dim
             && prior.classes.len() == n_classes
             && prior.class_shares.len() == n_classes
-            && prior.length_range[0] <= prior.length_range[1]
+            && (1 <= shortest && shortest <= longest && longest <= max_units)
             && prior.classes.iter().all(|m| {
                 let k = m.weights.len();
                 k > 0 && m.means.len() == k * d && m.cholesky.len() == k * d * (d + 1) / 2
             })
             && (prior.voices.is_empty()
-                || prior
-                    .voices
-                    .iter()
-                    .zip(&prior.classes)
-                    .all(|(v, m)| v.len() == m.weights.len()));
+                || prior.voices.len() == n_classes
+                    && (prior.voices.iter().zip(&prior.classes))
+                        .all(|(v, m)| v.len() == m.weights.len()));
         let finite = [&prior.mean, &prior.basis, &prior.residual_std]
             .into_iter()
             .flatten()
@@ -143,29 +142,26 @@ impl OnsetPriorConfig {
         seed: u64,
     ) -> Result<OnsetPrior> {
         let unit_dim = onsets.first().map_or(0, |o| o.unit.len());
-        self.validate(unit_dim, n_classes)?;
         let n = onsets.len();
+        let usable = n > 0
+            && labels.len() == n
+            && onsets
+                .iter()
+                .all(|o| o.unit.len() == unit_dim && o.length > 0);
+        if !usable {
+            return Err(Error::Input(format!(
+                "an onset prior needs one label per clip and clips of at least one unit, all \
+                 units of one size; got {n} clips and {} labels",
+                labels.len()
+            )));
+        }
+        self.check_shape(unit_dim)?;
         let x = DMatrix::from_fn(n, unit_dim, |i, j| onsets[i].unit[j] as f64);
-        let mean = x.row_mean();
+        let (mean, basis, whitened) = principal_components(&x, self.dims);
         let centered = DMatrix::from_fn(n, unit_dim, |i, j| x[(i, j)] - mean[j]);
-        let cov = centered.transpose() * &centered / n.max(2) as f64;
-        let eigen = SymmetricEigen::new(cov);
-        let mut order: Vec<usize> = (0..unit_dim).collect();
-        order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
-        let order = &order[..self.dims];
-        // Principal directions scaled by their spreads: whitened values times `basis` give
-        // the centred first unit.
-        let basis = DMatrix::from_fn(self.dims, unit_dim, |r, j| {
-            eigen.eigenvectors[(j, order[r])] * eigen.eigenvalues[order[r]].max(1e-12).sqrt()
-        });
-        let whitened = DMatrix::from_fn(n, self.dims, |i, r| {
-            let direction = eigen.eigenvectors.column(order[r]);
-            centered.row(i).transpose().dot(&direction)
-                / eigen.eigenvalues[order[r]].max(1e-12).sqrt()
-        });
         let residual = &centered - &whitened * &basis;
         let residual_std = (0..unit_dim)
-            .map(|j| (residual.column(j).norm_squared() / n.max(1) as f64).sqrt() as f32)
+            .map(|j| (residual.column(j).norm_squared() / n as f64).sqrt() as f32)
             .collect();
         let log_lengths: Vec<f64> = onsets.iter().map(|o| (o.length as f64).ln()).collect();
         let log_mean = log_lengths.iter().sum::<f64>() / n as f64;
@@ -230,6 +226,17 @@ impl OnsetPriorConfig {
     }
 }
 
+impl OnsetPriorConfig {
+    fn check_shape(&self, unit_dim: usize) -> Result<()> {
+        match self.components == 0 || self.dims == 0 || self.dims > unit_dim {
+            true => Err(Error::Config(format!(
+                "the onset prior needs components >= 1 and 1 <= dims <= {unit_dim} (the unit size)"
+            ))),
+            false => Ok(()),
+        }
+    }
+}
+
 impl OnsetPrior {
     /// Values of noise one draw reads: a uniform number (which class, for unconditional
     /// draws), then standard normal ones (`dims + 1` for the mixture, `unit_dim` for the
@@ -281,6 +288,33 @@ impl OnsetPrior {
     }
 }
 
+/// The `dims` leading principal components of the rows of `x` (`[n, width]`): the mean row,
+/// the basis (`[dims, width]`: directions scaled by their spreads) and each row's whitened
+/// coordinates (`[n, dims]`), so that `mean + whitened * basis` approximates `x`.
+fn principal_components(
+    x: &DMatrix<f64>,
+    dims: usize,
+) -> (RowDVector<f64>, DMatrix<f64>, DMatrix<f64>) {
+    let (n, width) = x.shape();
+    let mean = x.row_mean();
+    let centered = DMatrix::from_fn(n, width, |i, j| x[(i, j)] - mean[j]);
+    let eigen = SymmetricEigen::new(centered.transpose() * &centered / n as f64);
+    let mut order: Vec<usize> = (0..width).collect();
+    order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
+    let spread = |r: usize| eigen.eigenvalues[order[r]].max(1e-12).sqrt();
+    let basis = DMatrix::from_fn(dims, width, |r, j| {
+        eigen.eigenvectors[(j, order[r])] * spread(r)
+    });
+    let whitened = DMatrix::from_fn(n, dims, |i, r| {
+        centered
+            .row(i)
+            .transpose()
+            .dot(&eigen.eigenvectors.column(order[r]))
+            / spread(r)
+    });
+    (mean, basis, whitened)
+}
+
 /// The index where `u` (in `[0, 1)`) falls among the cumulative `shares`.
 fn at_share(shares: &[f32], u: f32) -> usize {
     let mut left = u;
@@ -298,21 +332,21 @@ fn at_share(shares: &[f32], u: f32) -> usize {
 /// named voices) then gets its share of the class's clips to within one clip, where drawing
 /// each at random would leave some voices out of a request and double others.
 pub fn spread_picks(labels: &[usize], seed: u64) -> Vec<f32> {
-    let mut counts = std::collections::BTreeMap::new();
+    // Per label: clips in the request, clips placed so far, start.
+    let mut groups = std::collections::BTreeMap::new();
     for &label in labels {
-        *counts.entry(label).or_insert(0usize) += 1;
+        groups.entry(label).or_insert((0usize, 0usize, 0.0f32)).0 += 1;
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut starts: std::collections::BTreeMap<usize, (f32, usize)> = counts
-        .keys()
-        .map(|&label| (label, (rng.random::<f32>(), 0)))
-        .collect();
+    for group in groups.values_mut() {
+        group.2 = rng.random();
+    }
     labels
         .iter()
         .map(|label| {
-            let (start, seen) = starts.get_mut(label).expect("every label counted");
-            *seen += 1;
-            (*seen as f32 - 1.0 + *start) / counts[label] as f32
+            let (count, placed, start) = groups.get_mut(label).expect("every label counted");
+            *placed += 1;
+            (*placed as f32 - 1.0 + *start) / *count as f32
         })
         .collect()
 }
@@ -570,13 +604,19 @@ mod tests {
             dims: 9,
             ..config()
         };
-        assert!(wide.validate(8, 2).is_err());
+        assert!(wide.validate(8, 2, 63).is_err());
+        let err = config().fit(&onsets, &labels[1..], &[], 2, 1).unwrap_err();
+        assert!(err.to_string().contains("one label per clip"), "{err}");
         let mut fitted = OnsetPriorConfig {
             fitted: Some(config().fit(&onsets, &labels, &[], 2, 1).unwrap()),
             ..config()
         };
-        assert!(fitted.validate(8, 2).is_ok());
+        assert!(fitted.validate(8, 2, 63).is_ok());
+        assert!(
+            fitted.validate(8, 2, 5).is_err(),
+            "clips of 6 units from a model of 5"
+        );
         fitted.fitted.as_mut().unwrap().classes[1].means[0] = f32::NAN;
-        assert!(fitted.validate(8, 2).is_err());
+        assert!(fitted.validate(8, 2, 63).is_err());
     }
 }
