@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use aigc::checkpoint::{self, ModelConfig};
-use aigc::modality::audio::{generate_clips, magnitudes, read_wav, AudioFormat};
+use aigc::modality::audio::{generate_clips, magnitudes, read_wav, AudioFormat, OnsetPriorConfig};
 use aigc::modality::continuous::FlowGenerateOptions;
 use aigc::train::{pretrain_audio, AudioRecipe, Start};
 use common::{aigc, write_tiny_audio_dataset, TINY_AUDIO_PITCHES};
@@ -33,6 +33,12 @@ fn a_tiny_model_learns_each_class_pitch() {
     write_tiny_audio_dataset(&data);
     let run = dir.path().join("run");
     let mut recipe = AudioRecipe::tiny();
+    // fitted when the run starts; generation then starts each clip from it
+    recipe.model.onset_prior = Some(OnsetPriorConfig {
+        components: 2,
+        dims: 4,
+        fitted: None,
+    });
     recipe.train.steps = 400;
     recipe.train.batch_size = 8;
     recipe.train.eval_every = 200;
@@ -52,6 +58,8 @@ fn a_tiny_model_learns_each_class_pitch() {
     let ModelConfig::Audio(audio) = &config.model else {
         unreachable!()
     };
+    let prior = audio.onset_prior.as_ref().and_then(|p| p.fitted.as_ref());
+    assert_eq!(prior.unwrap().voices, vec![vec!["synth"]; 3]);
     let labels: Vec<Option<usize>> = (0..6).map(|i| Some(i % 3)).collect();
     let options = FlowGenerateOptions {
         seed: 3,

@@ -402,6 +402,10 @@ mod tests {
                 .count();
             let long = clips.iter().filter(|clip| clip.len() / u >= 5).count();
             assert_eq!(paired, 32, "every clip as long as its first unit says");
+            let unconditional = model.generate(&[model.null_label(); 8], &options, &device);
+            let from_prior = |clip: &Vec<f32>| clip.len() / u <= 3 || clip.len() / u >= 5;
+            let kept = unconditional.iter().all(from_prior);
+            assert!(kept, "unconditional clips take the prior's lengths too");
             assert!(
                 (6..=26).contains(&long),
                 "{long}/32 long clips: both kinds drawn"
