@@ -206,28 +206,14 @@ impl<M: Module> Checkpoint<'_, M> {
     /// A failed write (full disk, file size limit, unwritable directory) removes the
     /// half-written temporary directory and leaves the previous checkpoint as it was.
     pub fn save_with(&self, dir: &Path, extra: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-        let tmp = sibling(dir, "tmp");
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
-        }
-        if let Err(e) = self.write_files(&tmp, extra) {
-            let _ = fs::remove_dir_all(&tmp); // best effort: frees the space it took
-            let kept = if dir.exists() {
-                "the previous checkpoint there is intact"
-            } else {
-                "nothing was saved"
-            };
-            return Err(checkpoint_err(
-                dir,
-                format!("could not save ({e}); {kept} (free some space or choose another --out)"),
-            ));
-        }
-        replace_dir(&tmp, dir)
+        write_dir(dir, |tmp| {
+            self.write_files(tmp)?;
+            extra(tmp)
+        })
     }
 
-    /// Writes every file of the checkpoint into `tmp`, synced to disk.
-    fn write_files(&self, tmp: &Path, extra: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-        fs::create_dir_all(tmp).map_err(|e| Error::io("creating", tmp, e))?;
+    /// Writes every file of the checkpoint into the empty directory `tmp`.
+    fn write_files(&self, tmp: &Path) -> Result<()> {
         write_json(&tmp.join(CONFIG_FILE), self.config)?;
         let mut state = self.state.clone();
         state.param_ids = param_ids(self.train_weights.unwrap_or(self.model));
@@ -246,11 +232,37 @@ impl<M: Module> Checkpoint<'_, M> {
                 .map_err(|e| checkpoint_err(&path, format!("writing optimizer state: {e}")))?;
         }
         let card = tmp.join(CARD_FILE);
-        fs::write(&card, self.card).map_err(|e| Error::io("writing", &card, e))?;
-        extra(tmp)?;
-        checksums::write(tmp)?;
-        sync_dir_files(tmp)
+        fs::write(&card, self.card).map_err(|e| Error::io("writing", &card, e))
     }
+}
+
+/// Writes a checkpoint directory at `dir`: `write` fills an empty temporary sibling, then
+/// `SHA256SUMS` is written, every file synced, and the sibling swapped into place. A failed
+/// write (full disk, file size limit, unwritable directory) removes the half-written sibling
+/// and leaves the previous checkpoint as it was.
+fn write_dir(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = sibling(dir, "tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
+    }
+    let written = fs::create_dir_all(&tmp)
+        .map_err(|e| Error::io("creating", &tmp, e))
+        .and_then(|()| write(&tmp))
+        .and_then(|()| checksums::write(&tmp))
+        .and_then(|()| sync_dir_files(&tmp));
+    if let Err(e) = written {
+        let _ = fs::remove_dir_all(&tmp); // best effort: frees the space it took
+        let kept = if dir.exists() {
+            "the previous checkpoint there is intact"
+        } else {
+            "nothing was saved"
+        };
+        return Err(checkpoint_err(
+            dir,
+            format!("could not save ({e}); {kept} (free some space or choose another --out)"),
+        ));
+    }
+    replace_dir(&tmp, dir)
 }
 
 /// Writes a copy of the checkpoint in `from` to `to` (which may be `from`) with `config` in
@@ -258,18 +270,13 @@ impl<M: Module> Checkpoint<'_, M> {
 /// tokenizer, model card, metrics log) except the optimizer state and training weights: the
 /// copy generates and fine-tunes but does not resume. Crash-safe like [`Checkpoint::save`].
 pub fn save_with_config(from: &Path, config: &CheckpointConfig, to: &Path) -> Result<()> {
-    let tmp = sibling(to, "tmp");
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
-    }
     let skipped = [
         CONFIG_FILE,
         CHECKSUM_FILE,
         OPTIMIZER_FILE,
         TRAIN_WEIGHTS_FILE,
     ];
-    let write = || -> Result<()> {
-        fs::create_dir_all(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+    write_dir(to, |tmp| {
         for entry in fs::read_dir(from).map_err(|e| Error::io("reading", from, e))? {
             let path = entry.map_err(|e| Error::io("reading", from, e))?.path();
             let name = path.file_name().unwrap_or_default();
@@ -277,18 +284,8 @@ pub fn save_with_config(from: &Path, config: &CheckpointConfig, to: &Path) -> Re
                 fs::copy(&path, tmp.join(name)).map_err(|e| Error::io("copying", &path, e))?;
             }
         }
-        write_json(&tmp.join(CONFIG_FILE), config)?;
-        checksums::write(&tmp)?;
-        sync_dir_files(&tmp)
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_dir_all(&tmp); // best effort: frees the space it took
-        return Err(checkpoint_err(
-            to,
-            format!("could not save ({e}); nothing there changed"),
-        ));
-    }
-    replace_dir(&tmp, to)
+        write_json(&tmp.join(CONFIG_FILE), config)
+    })
 }
 
 /// Reads `train_state.json` from `dir`.

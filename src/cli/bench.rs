@@ -138,12 +138,7 @@ fn bench_train(args: BenchTrainArgs) -> anyhow::Result<()> {
             let recipe = AudioRecipe::fsdd();
             let mut model = recipe.model.clone();
             let path = shipped(super::SHIPPED_AUDIO_DATA);
-            let data = AudioData::fit_splits(
-                &path,
-                &mut model,
-                recipe.train.batch_size,
-                recipe.train.seed,
-            )?;
+            let data = AudioData::fit_splits(&path, &mut model, recipe.train.batch_size)?;
             let init = |d: &_| model.init(d);
             (time(&recipe.train, &data, init, &args)?, None)
         }

@@ -170,22 +170,16 @@ impl AudioData {
     }
 
     /// Loads both splits of the dataset at `path` for a new model of `config`, first fitting
-    /// the codec's per-bin statistics on the training split (into `config`), then its onset
-    /// prior if it has one (seeded with `seed`).
+    /// the codec's per-bin statistics on the training split (into `config`).
     pub fn fit_splits(
         path: &Path,
         config: &mut AudioModelConfig,
         batch_size: usize,
-        seed: u64,
     ) -> Result<Self> {
         let train = AudioDataset::load(path, Split::Train, &config.format)?;
         let test = AudioDataset::load(path, Split::Test, &config.format)?;
         config.stats = Some(BinStats::fit(&config.format, &train.clips));
-        let data = Self::from_datasets(&train, &test, config, batch_size)?;
-        if let Some(prior) = &config.onset_prior {
-            config.onset_prior = Some(data.train.fit_prior(prior, config.n_classes, seed)?);
-        }
-        Ok(data)
+        Self::from_datasets(&train, &test, config, batch_size)
     }
 
     fn from_datasets(
@@ -251,7 +245,9 @@ impl Trainable for AudioModel {
 }
 
 /// Trains a class-conditional audio model on the clips at `data`, writing checkpoints to `out`.
-/// A fresh run first fits the codec's per-bin statistics on the training split.
+/// A fresh run first fits the codec's per-bin statistics on the training split, then the
+/// recipe's onset prior if it has one (with its own generator, seeded with the run's seed, so
+/// training draws the same either way).
 pub fn pretrain_audio(
     data: &Path,
     out: &Path,
@@ -293,12 +289,11 @@ pub fn pretrain_audio(
         Start::Fresh(recipe) => {
             recipe.validate()?;
             let mut model = recipe.model.clone();
-            let clips = AudioData::fit_splits(
-                data,
-                &mut model,
-                recipe.train.batch_size,
-                recipe.train.seed,
-            )?;
+            let clips = AudioData::fit_splits(data, &mut model, recipe.train.batch_size)?;
+            if let Some(prior) = &model.onset_prior {
+                let seed = recipe.train.seed;
+                model.onset_prior = Some(clips.train.fit_prior(prior, model.n_classes, seed)?);
+            }
             let session = Session::fresh(&recipe.train, device, |d| {
                 with_core_from(model.init(d)?, &model.core, &recipe.train)
             })?;

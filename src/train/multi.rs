@@ -306,7 +306,7 @@ fn load_media(
         (Some(path), Some(part)) => {
             let mut audio = part.with_core(&config.core);
             let clips = match fresh {
-                true => AudioData::fit_splits(path, &mut audio, batch_size, 0)?,
+                true => AudioData::fit_splits(path, &mut audio, batch_size)?,
                 false => AudioData::load_splits(path, &audio, batch_size)?,
             };
             part.stats = audio.stats;

@@ -165,7 +165,6 @@ impl AudioModelConfig {
             core: self.core.init(device),
             head: self.head().init(device),
             onset_prior: self.onset_prior.as_ref().and_then(|p| p.fitted.clone()),
-            max_units,
             n_classes: self.n_classes,
             unit_dim,
             noise_draws: self.noise_draws,
@@ -189,10 +188,10 @@ pub struct AudioModel {
     length_head: Linear,
     core: Transformer,
     head: FlowHead,
-    /// Draws each clip's length and first unit in place of the network.
+    /// Draws each clip's length and first unit in place of the network (its lengths are
+    /// validated to fit the length embedding).
     #[module(skip)]
     onset_prior: Option<OnsetPrior>,
-    max_units: usize,
     n_classes: usize,
     unit_dim: usize,
     noise_draws: usize,
@@ -283,7 +282,7 @@ impl AudioModel {
                 .iter()
                 .zip(picks)
                 .zip(noise.chunks_exact(prior.noise_per_draw()))
-                .map(|((&label, &pick), noise)| prior.draw(label, pick, noise, self.max_units))
+                .map(|((&label, &pick), noise)| prior.draw(label, pick, noise))
                 .collect::<Vec<_>>()
         });
         self.parts()

@@ -252,9 +252,9 @@ impl OnsetPrior {
     /// One clip's start from `noise` (see [`OnsetPrior::noise_per_draw`]): for class `label`
     /// (beyond the classes: unconditional, a class drawn in proportion to the training
     /// clips), from the component where `pick` (in `[0, 1)`) falls among the class's
-    /// cumulative weights (see [`spread_picks`]); the length within the training clips' and
-    /// at most `max_units`.
-    pub fn draw(&self, label: usize, pick: f32, noise: &[f32], max_units: usize) -> Onset {
+    /// cumulative weights (see [`spread_picks`]); the length within the training clips' (which
+    /// [`OnsetPriorConfig::validate`] checks against the model's longest).
+    pub fn draw(&self, label: usize, pick: f32, noise: &[f32]) -> Onset {
         let (dims, unit_dim) = (self.dims(), self.mean.len());
         let d = dims + 1;
         let class = match label < self.classes.len() {
@@ -283,7 +283,7 @@ impl OnsetPrior {
         let [shortest, longest] = self.length_range;
         Onset {
             unit,
-            length: length.clamp(shortest.max(1), longest.min(max_units).max(1)),
+            length: length.clamp(shortest, longest),
         }
     }
 }
@@ -511,7 +511,7 @@ mod tests {
                     let (a, b) = (rng.random::<f32>().max(1e-9), rng.random::<f32>());
                     (-2.0 * a.ln()).sqrt() * (std::f32::consts::TAU * b).cos()
                 }));
-                prior.draw(label, rng.random(), &noise, 63)
+                prior.draw(label, rng.random(), &noise)
             })
             .collect()
     }
