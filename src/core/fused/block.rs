@@ -4,10 +4,8 @@
 //! The backward pass follows the forward in reverse, as llm.c does for GPT-2.
 
 use super::attention::{attention, attention_backward, Heads};
-use super::gemm::{matmul, Mat};
-use super::kernels::{
-    activate, activate_backward, column_sums, layer_norm, layer_norm_backward, simd,
-};
+use super::gemm::{product, Mat};
+use super::kernels::{activate, activate_backward, column_sums, layer_norm, layer_norm_backward};
 use crate::core::Activation;
 
 /// The block's parameters. Each layer takes two slots, its weight (or LayerNorm scale) and then
@@ -34,22 +32,12 @@ impl Params<'_> {
         self.tensors[i + 1]
     }
 
-    /// `x · W + b` for the linear layer at slot `i`, with `x` `[rows, d_in]`.
-    fn linear(&self, i: usize, x: &[f32], d_in: usize) -> Vec<f32> {
+    /// `residual + x · W + b` for the linear layer at slot `i`, with `x` `[rows, d_in]`.
+    fn linear(&self, i: usize, x: &[f32], d_in: usize, residual: Option<&[f32]>) -> Vec<f32> {
         let w = self.get(i);
         let (rows, d_out) = (x.len() / d_in, w.len() / d_in);
-        let mut out = match self.bias(i) {
-            Some(b) => b.repeat(rows),
-            None => vec![0.0; rows * d_out],
-        };
-        let accumulate = self.bias(i).is_some();
-        matmul(
-            Mat::new(x, rows, d_in),
-            Mat::new(w, d_in, d_out),
-            &mut out,
-            accumulate,
-        );
-        out
+        let (x, w) = (Mat::new(x, rows, d_in), Mat::new(w, d_in, d_out));
+        product(x, w, self.bias(i), residual)
     }
 }
 
@@ -80,15 +68,13 @@ pub(super) struct Saved {
 pub(super) fn forward(p: &Params, s: BlockShape, x: &[f32]) -> (Vec<f32>, Saved) {
     let d = s.heads.d;
     let (norm1, xhat1, rstd1) = layer_norm(x, d, p.get(NORM1), p.bias(NORM1));
-    let qkv = p.linear(QKV, &norm1, d);
+    let qkv = p.linear(QKV, &norm1, d, None);
     let (attended, probs) = attention(&qkv, s.heads);
-    let mut x1 = p.linear(PROJ, &attended, d);
-    add(&mut x1, x);
+    let x1 = p.linear(PROJ, &attended, d, Some(x));
     let (norm2, xhat2, rstd2) = layer_norm(&x1, d, p.get(NORM2), p.bias(NORM2));
-    let pre = p.linear(FC_IN, &norm2, d);
+    let pre = p.linear(FC_IN, &norm2, d, None);
     let act = activate(p.activation, &pre);
-    let mut out = p.linear(FC_OUT, &act, s.d_ff);
-    add(&mut out, &x1);
+    let out = p.linear(FC_OUT, &act, s.d_ff, Some(&x1));
     let saved = Saved {
         xhat1,
         rstd1,
@@ -126,8 +112,7 @@ pub(super) fn backward(
     let mut dact = linear_backward(p, FC_OUT, &saved.act, dout, s.d_ff, wanted, &mut params);
     activate_backward(p.activation, &saved.pre, &mut dact);
     let dnorm2 = linear_backward(p, FC_IN, &saved.norm2, &dact, d, wanted, &mut params);
-    let mut dx1 = dout.to_vec();
-    norm_backward(
+    let dx1 = norm_backward(
         p,
         NORM2,
         &dnorm2,
@@ -135,14 +120,13 @@ pub(super) fn backward(
         &saved.rstd2,
         wanted,
         &mut params,
-        &mut dx1,
+        dout,
     );
     // Attention: x1 = x + attn(norm1 · W_qkv + b_qkv) · W_proj + b_proj.
     let dattended = linear_backward(p, PROJ, &saved.attended, &dx1, d, wanted, &mut params);
     let dqkv = attention_backward(&saved.qkv, &saved.probs, &dattended, s.heads);
     let dnorm1 = linear_backward(p, QKV, &saved.norm1, &dqkv, d, wanted, &mut params);
-    let mut dx = dx1;
-    norm_backward(
+    let dx = norm_backward(
         p,
         NORM1,
         &dnorm1,
@@ -150,7 +134,7 @@ pub(super) fn backward(
         &saved.rstd1,
         wanted,
         &mut params,
-        &mut dx,
+        &dx1,
     );
     Grads { x: dx, params }
 }
@@ -169,19 +153,16 @@ fn linear_backward(
     let (rows, d_out) = (x.len() / d_in, w.len() / d_in);
     let dy_mat = Mat::new(dy, rows, d_out);
     if wanted[i] {
-        let mut dw = vec![0.0; d_in * d_out];
-        matmul(Mat::new(x, rows, d_in).t(), dy_mat, &mut dw, false);
-        grads[i] = Some(dw);
+        grads[i] = Some(product(Mat::new(x, rows, d_in).t(), dy_mat, None, None));
     }
     if wanted[i + 1] {
         grads[i + 1] = Some(column_sums(dy, None, d_out));
     }
-    let mut dx = vec![0.0; rows * d_in];
-    matmul(dy_mat, Mat::new(w, d_in, d_out).t(), &mut dx, false);
-    dx
+    product(dy_mat, Mat::new(w, d_in, d_out).t(), None, None)
 }
 
-/// For the LayerNorm at slot `i`: stores dgamma and dbeta when wanted, adds dx to `dx`.
+/// For the LayerNorm at slot `i`: stores dgamma and dbeta when wanted, returns `residual`
+/// plus dx.
 #[allow(clippy::too_many_arguments)]
 fn norm_backward(
     p: &Params,
@@ -191,8 +172,8 @@ fn norm_backward(
     rstd: &[f32],
     wanted: [bool; 12],
     grads: &mut [Option<Vec<f32>>; 12],
-    dx: &mut [f32],
-) {
+    residual: &[f32],
+) -> Vec<f32> {
     let gamma = p.get(i);
     if wanted[i] {
         grads[i] = Some(column_sums(dout, Some(xhat), gamma.len()));
@@ -200,16 +181,5 @@ fn norm_backward(
     if wanted[i + 1] {
         grads[i + 1] = Some(column_sums(dout, None, gamma.len()));
     }
-    layer_norm_backward(dout, xhat, rstd, gamma, dx);
-}
-
-fn add(acc: &mut [f32], x: &[f32]) {
-    simd(
-        #[inline(always)]
-        || {
-            for (a, b) in acc.iter_mut().zip(x) {
-                *a += b;
-            }
-        },
-    )
+    layer_norm_backward(dout, xhat, rstd, gamma, residual)
 }

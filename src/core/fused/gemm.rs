@@ -1,7 +1,7 @@
 //! Strided f32 matrix products through the `gemm` crate (the kernels burn's CPU backend uses),
 //! with transposes as stride swaps, never copies.
 
-use rayon::prelude::*;
+use super::kernels::build;
 
 /// A read-only matrix view: element `(i, j)` is `data[offset + i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -131,20 +131,39 @@ pub(super) fn matmul_into(
 /// Below this many multiply-adds a product runs on one thread.
 const PARALLEL_WORK: usize = 1 << 18;
 
-/// `out = a · b` (or `+=`) into a contiguous row-major `out`, its rows split over the thread
-/// pool. The split depends only on the shape and the thread count, so a run is deterministic.
-pub(super) fn matmul(a: Mat, b: Mat, out: &mut [f32], accumulate: bool) {
+/// `residual + a · b + bias` (each term optional; `bias` is added to every row) as a new
+/// row-major `a.rows × b.cols` matrix whose rows are split over the thread pool. Each task sets
+/// up its own rows just before its product adds to them ([`build`]). The split depends only on
+/// the shape and the thread count, so a run is deterministic.
+pub(super) fn product(a: Mat, b: Mat, bias: Option<&[f32]>, residual: Option<&[f32]>) -> Vec<f32> {
     let (m, n) = (a.rows, b.cols);
-    assert_eq!(out.len(), m * n, "output size");
+    assert!(bias.is_none_or(|b| b.len() == n), "bias size");
+    assert!(residual.is_none_or(|r| r.len() == m * n), "residual size");
     let threads = rayon::current_num_threads();
-    if threads == 1 || m * n * a.cols < PARALLEL_WORK || m < 2 * threads {
-        return matmul_into(a, b, out, 0, n, accumulate);
-    }
-    let rows = m.div_ceil(threads);
-    out.par_chunks_mut(rows * n)
-        .enumerate()
-        .for_each(|(i, chunk)| {
-            let len = chunk.len() / n;
-            matmul_into(a.row_range(i * rows, len), b, chunk, 0, n, accumulate);
-        });
+    let rows = if threads == 1 || m * n * a.cols < PARALLEL_WORK || m < 2 * threads {
+        m
+    } else {
+        m.div_ceil(threads)
+    };
+    build(m * n, rows * n, |i, chunk| {
+        if let Some(residual) = residual {
+            chunk.copy_from_slice(&residual[i * rows * n..][..chunk.len()]);
+        }
+        if let Some(bias) = bias {
+            for row in chunk.chunks_mut(n) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+        }
+        let accumulate = bias.is_some() || residual.is_some();
+        matmul_into(
+            a.row_range(i * rows, chunk.len() / n),
+            b,
+            chunk,
+            0,
+            n,
+            accumulate,
+        );
+    })
 }

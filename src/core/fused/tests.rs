@@ -5,7 +5,8 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
-use super::kernels::{erf, exp};
+use super::gemm::{product, Mat};
+use super::kernels::{build, erf, exp, max, sum};
 use crate::core::block::Block;
 use crate::core::{Activation, Positions, TransformerConfig};
 
@@ -163,4 +164,62 @@ fn erf_f64(x: f64) -> f64 {
         sum += term / (2 * n + 1) as f64;
     }
     sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+#[test]
+fn product_adds_bias_and_residual_to_the_rows_of_every_thread() {
+    // 75 rows split unevenly over the pool's threads (and run on one thread where it has one);
+    // `b` is read through a transpose, as the backward pass reads the weights.
+    let (m, k, n) = (75, 64, 72);
+    let value = |i: usize, salt: usize| ((i * 7919 + salt * 104_729) % 1000) as f32 / 500.0 - 1.0;
+    let a: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
+    let b_t: Vec<f32> = (0..n * k).map(|i| value(i, 2)).collect();
+    let bias: Vec<f32> = (0..n).map(|i| value(i, 3)).collect();
+    let residual: Vec<f32> = (0..m * n).map(|i| value(i, 4)).collect();
+    let (a_mat, b_mat) = (Mat::new(&a, m, k), Mat::new(&b_t, n, k).t());
+    let plain = product(a_mat, b_mat, None, None);
+    let full = product(a_mat, b_mat, Some(&bias), Some(&residual));
+    for i in 0..m {
+        for j in 0..n {
+            let want: f64 = (0..k)
+                .map(|l| a[i * k + l] as f64 * b_t[j * k + l] as f64)
+                .sum();
+            let (got, got_full) = (plain[i * n + j] as f64, full[i * n + j] as f64);
+            assert!((got - want).abs() < 1e-4, "({i}, {j}): {got} != {want}");
+            let want_full = want + bias[j] as f64 + residual[i * n + j] as f64;
+            assert!(
+                (got_full - want_full).abs() < 1e-4,
+                "({i}, {j}) with bias, residual"
+            );
+        }
+    }
+}
+
+#[test]
+fn build_hands_every_chunk_zeroed_to_its_own_index() {
+    let built = build(1000, 64, |i, chunk| {
+        assert!(chunk.iter().all(|&v| v == 0.0), "chunk {i} not zeroed");
+        for (j, v) in chunk.iter_mut().enumerate() {
+            *v = (i * 64 + j) as f32;
+        }
+    });
+    assert_eq!(built, (0..1000).map(|i| i as f32).collect::<Vec<_>>());
+    assert!(build(0, 64, |_, _| panic!("no chunk of nothing")).is_empty());
+}
+
+#[test]
+fn lane_reductions_match_plain_ones_and_see_the_tail() {
+    for len in [0, 1, 7, 8, 13, 64, 67] {
+        let a: Vec<f32> = (0..len).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+        let mut with_tail_peak = a.clone();
+        if let Some(last) = with_tail_peak.last_mut() {
+            *last = 100.0;
+        }
+        assert_eq!(max(&a), a.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        assert_eq!(
+            max(&with_tail_peak),
+            if len == 0 { f32::NEG_INFINITY } else { 100.0 }
+        );
+        assert_eq!(sum(&a), a.iter().sum::<f32>(), "small integers sum exactly");
+    }
 }
