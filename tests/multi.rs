@@ -111,6 +111,44 @@ fn one_core_trains_on_three_modalities_and_follows_prompts() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("takes class labels, not prompts"), "{err}");
 
+    // an onset prior fitted onto the joint model's audio part; clips by prompt start from it
+    let with_prior = dir.path().join("with-prior");
+    let with_prior_s = with_prior.to_str().unwrap();
+    let o = aigc(&[
+        "pretrain",
+        "onset-prior",
+        "--model",
+        model,
+        "--data",
+        clips.to_str().unwrap(),
+        "--out",
+        with_prior_s,
+        "--dims",
+        "4",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config = aigc::checkpoint::load_config(&with_prior).unwrap();
+    let aigc::checkpoint::ModelConfig::Multi(multi) = &config.model else {
+        unreachable!("still a joint model")
+    };
+    let prior = multi.audio.as_ref().and_then(|a| a.onset_prior.as_ref());
+    assert!(prior.is_some_and(|p| p.fitted.is_some()), "{prior:?}");
+    let o = aigc(&[
+        "generate",
+        "audio",
+        "--model",
+        with_prior_s,
+        "--prompt",
+        "say two",
+        "--count",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        samples_s,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
     // eval: label-conditioned scores, then prompted ones (training and held-out phrasings)
     let judge = dir.path().join("judge");
     let o = aigc(&[

@@ -52,16 +52,16 @@ pub enum PretrainCommand {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Fit an onset prior to a trained audio model: a Gaussian mixture per class over each
-    /// training clip's first unit and length, from which generation then starts its clips.
-    /// Seconds; the weights do not change.
+    /// Fit an onset prior to a trained audio model (or a joint model's audio part): a
+    /// Gaussian mixture per class over each training clip's first unit and length, from which
+    /// generation then starts its clips. Seconds; the weights do not change.
     OnsetPrior(OnsetPriorArgs),
 }
 
 /// Arguments of `aigc pretrain onset-prior`.
 #[derive(Args, Debug)]
 pub struct OnsetPriorArgs {
-    /// The trained audio model.
+    /// The trained audio model, or joint model with an audio part.
     #[arg(long)]
     model: PathBuf,
     /// The clips it was trained on (their training split is fitted).

@@ -12,7 +12,7 @@ use super::{
     fine_tune_config, run_config, with_core_from, AudioRecipe, MetricsLog, Progress, Session,
     Start, TrainConfig, Trainable,
 };
-use crate::checkpoint::{self, ModelConfig, TrainState};
+use crate::checkpoint::{self, checkpoint_err, with_article, ModelConfig, TrainState};
 use crate::modality::audio::{
     encode, AudioDataset, AudioFormat, AudioModel, AudioModelConfig, BinStats, Onset,
     OnsetPriorConfig,
@@ -95,7 +95,7 @@ impl AudioUnits {
     }
 
     /// `prior` fitted to these clips' first units and lengths (see [`OnsetPriorConfig::fit`]).
-    fn fit_prior(
+    pub(super) fn fit_prior(
         &self,
         prior: &OnsetPriorConfig,
         n_classes: usize,
@@ -319,9 +319,10 @@ pub fn pretrain_audio(
 }
 
 /// Fits an onset prior shaped like `prior` (seeded with `seed`) to the training clips at
-/// `data` for the trained audio model in `model_dir`, and writes the model with it to `out`
-/// (which may be `model_dir`; see [`checkpoint::save_with_config`]: every file but the config
-/// is copied as it is, without optimizer state). Takes seconds; no weight changes.
+/// `data` for the trained audio model, or joint model's audio part, in `model_dir`, and writes
+/// the model with it to `out` (which may be `model_dir`; see [`checkpoint::save_with_config`]:
+/// every file but the config is copied as it is, without optimizer state). Takes seconds; no
+/// weight changes.
 pub fn fit_onset_prior(
     model_dir: &Path,
     data: &Path,
@@ -329,11 +330,31 @@ pub fn fit_onset_prior(
     seed: u64,
     out: &Path,
 ) -> Result<()> {
-    let (_, mut config) = checkpoint::load_audio(model_dir, &crate::default_device())?;
-    let ModelConfig::Audio(audio) = &mut config.model else {
-        unreachable!("load_audio returns audio models")
+    let mut config = checkpoint::load_config(model_dir)?;
+    let audio = match &config.model {
+        ModelConfig::Audio(audio) => audio.clone(),
+        ModelConfig::Multi(multi) => match &multi.audio {
+            Some(part) => part.with_core(&multi.core),
+            None => return Err(not_audio(model_dir, "a joint model without an audio part")),
+        },
+        other => return Err(not_audio(model_dir, &with_article(other.kind()))),
     };
-    let clips = AudioData::load_splits(data, audio, 1)?;
-    audio.onset_prior = Some(clips.train.fit_prior(&prior, audio.n_classes, seed)?);
+    let clips = AudioData::load_splits(data, &audio, 1)?;
+    let fitted = Some(clips.train.fit_prior(&prior, audio.n_classes, seed)?);
+    match &mut config.model {
+        ModelConfig::Audio(audio) => audio.onset_prior = fitted,
+        ModelConfig::Multi(multi) => {
+            let part = multi.audio.as_mut().expect("checked above");
+            part.onset_prior = fitted;
+        }
+        _ => unreachable!("checked above"),
+    }
     checkpoint::save_with_config(model_dir, &config, out)
+}
+
+fn not_audio(dir: &Path, what: &str) -> Error {
+    checkpoint_err(
+        dir,
+        format!("holds {what}, not an audio or joint model with audio"),
+    )
 }

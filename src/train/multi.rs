@@ -73,6 +73,7 @@ impl MultiRecipe {
                     noise_draws: audio.noise_draws,
                     input_noise: audio.input_noise,
                     flow_time: audio.flow_time,
+                    onset_prior: audio.onset_prior,
                 }),
                 mix: Mix::even(),
                 loss_weights: Mix::even(),
@@ -275,14 +276,15 @@ struct Media {
 
 /// Reads the images and clips at `paths` for the parts of `config`. A fresh run (`fresh`)
 /// first drops the parts it has no data for, so its checkpoints hold only trained parts,
-/// then fits the audio part's codec statistics on the training clips and stores them in
-/// `config`; a resumed run uses the config's own. Data for a part the model lacks is an
-/// error.
+/// then fits the audio part's codec statistics (and its onset prior, if it has one, with
+/// `seed`) on the training clips and stores them in `config`; a resumed run uses the
+/// config's own. Data for a part the model lacks is an error.
 fn load_media(
     paths: &MultiPaths,
     config: &mut MultiModelConfig,
     fresh: bool,
     batch_size: usize,
+    seed: u64,
 ) -> Result<Media> {
     if fresh {
         config.image = config.image.take().filter(|_| paths.image.is_some());
@@ -310,6 +312,9 @@ fn load_media(
                 false => AudioData::load_splits(path, &audio, batch_size)?,
             };
             part.stats = audio.stats;
+            if let (true, Some(prior)) = (fresh, &part.onset_prior) {
+                part.onset_prior = Some(clips.train.fit_prior(prior, part.n_classes, seed)?);
+            }
             Some(clips)
         }
         _ => None,
@@ -417,8 +422,8 @@ pub fn pretrain_multi(
             model_config.mix = recipe.model.mix;
             model_config.loss_weights = recipe.model.loss_weights;
             model_config.prompt_fraction = recipe.model.prompt_fraction;
-            let batch_size = recipe.train.batch_size;
-            let media = load_media(paths, &mut model_config, false, batch_size)?;
+            let (batch_size, seed) = (recipe.train.batch_size, recipe.train.seed);
+            let media = load_media(paths, &mut model_config, false, batch_size, seed)?;
             let model = model.with_training_settings(&model_config);
             let session = Session::fresh(&recipe.train, device, |_| Ok(model))?;
             let multi = ModelConfig::Multi(model_config);
@@ -428,7 +433,8 @@ pub fn pretrain_multi(
         Start::Fresh(recipe) => {
             recipe.train.validate()?;
             let mut model = recipe.model.clone();
-            let media = load_media(paths, &mut model, true, recipe.train.batch_size)?;
+            let (batch_size, seed) = (recipe.train.batch_size, recipe.train.seed);
+            let media = load_media(paths, &mut model, true, batch_size, seed)?;
             let tokenizer = fit_tokenizer(recipe.tokenizer, &mut model, &media, text.as_deref())?;
             let session = Session::fresh(&recipe.train, device, |d| {
                 with_core_from(model.init(d)?, &model.core, &recipe.train)
@@ -442,7 +448,8 @@ pub fn pretrain_multi(
             let ModelConfig::Multi(mut model_config) = config.model.clone() else {
                 unreachable!("load_multi returns joint models")
             };
-            let media = load_media(paths, &mut model_config, false, session.train.batch_size)?;
+            let (batch_size, seed) = (session.train.batch_size, session.train.seed);
+            let media = load_media(paths, &mut model_config, false, batch_size, seed)?;
             (session, tokenizer, config, media)
         }
     };

@@ -13,7 +13,6 @@
 
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{AudioFormat, BinStats};
@@ -266,25 +265,10 @@ impl AudioModel {
         }
         let ids = condition_ids(labels, self.null_label(), options.guidance != 1.0, device);
         let class = self.class_embed.forward(ids); // (rows, 1, D)
-        let onsets = self.onset_prior.as_ref().map(|prior| {
-            let b = labels.len();
-            let which_class = Tensor::<2>::random([b, 1], Distribution::Uniform(0.0, 1.0), device);
-            let normal = Tensor::<2>::random(
-                [b, prior.noise_per_draw() - 1],
-                Distribution::Normal(0.0, 1.0),
-                device,
-            );
-            let noise: Vec<f32> = Tensor::cat(vec![which_class, normal], 1)
-                .into_data()
-                .try_into_vec()
-                .expect("f32 noise");
-            labels
-                .iter()
-                .zip(picks)
-                .zip(noise.chunks_exact(prior.noise_per_draw()))
-                .map(|((&label, &pick), noise)| prior.draw(label, pick, noise))
-                .collect::<Vec<_>>()
-        });
+        let onsets = self
+            .onset_prior
+            .as_ref()
+            .map(|prior| prior.draw_batch(labels, picks, device));
         self.parts()
             .generate(class, labels.len(), onsets.as_deref(), options)
     }

@@ -13,6 +13,8 @@
 //! z ~ component k of the class's mixture, k from spread_picks (each component its share)
 //! ```
 
+use burn::prelude::*;
+use burn::tensor::Distribution;
 use nalgebra::{Cholesky, DMatrix, DVector, RowDVector, SymmetricEigen};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -285,6 +287,28 @@ impl OnsetPrior {
             unit,
             length: length.clamp(shortest, longest),
         }
+    }
+
+    /// [`OnsetPrior::draw`] for each of `labels` with its pick, the noise drawn from
+    /// `device`'s generator.
+    pub fn draw_batch(&self, labels: &[usize], picks: &[f32], device: &Device) -> Vec<Onset> {
+        let b = labels.len();
+        let which_class = Tensor::<2>::random([b, 1], Distribution::Uniform(0.0, 1.0), device);
+        let normal = Tensor::<2>::random(
+            [b, self.noise_per_draw() - 1],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        );
+        let noise: Vec<f32> = Tensor::cat(vec![which_class, normal], 1)
+            .into_data()
+            .try_into_vec()
+            .expect("f32 noise");
+        labels
+            .iter()
+            .zip(picks)
+            .zip(noise.chunks_exact(self.noise_per_draw()))
+            .map(|((&label, &pick), noise)| self.draw(label, pick, noise))
+            .collect()
     }
 }
 

@@ -122,6 +122,59 @@ impl MultiModel {
         Ok((fill(slots), Some(reading)))
     }
 
+    /// The class each condition stands for in `modality`: a label's own, `n_classes` for no
+    /// condition, and for a prompt the class whose embedding its reading is nearest to,
+    /// relative to that embedding's squared norm (the distance training pulls readings in).
+    pub(super) fn condition_classes(
+        &self,
+        modality: Modality,
+        conditions: &[Condition],
+        device: &Device,
+    ) -> Result<Vec<usize>> {
+        let adapter = self.adapter(modality)?;
+        let n_classes = adapter.n_classes;
+        let prompts: Vec<&[u32]> = conditions
+            .iter()
+            .filter_map(|c| match c {
+                Condition::Prompt(tokens) => Some(tokens.as_slice()),
+                _ => None,
+            })
+            .collect();
+        let mut nearest = Vec::new().into_iter();
+        if !prompts.is_empty() {
+            let p = prompts.len();
+            let reading = self.read_prompts(adapter, &prompts, device)?; // (P, D)
+            let classes = adapter.class_embed.weight.val().narrow(0, 0, n_classes); // (C, D)
+            let norms = classes
+                .clone()
+                .powi_scalar(2)
+                .sum_dim(1)
+                .reshape([1, n_classes]);
+            let apart = reading.unsqueeze_dim::<3>(1) - classes.unsqueeze_dim::<3>(0); // (P, C, D)
+            let relative =
+                apart.powi_scalar(2).sum_dim(2).reshape([p, n_classes]) / (norms + 1e-12);
+            let ids: Vec<i64> = relative
+                .argmin(1)
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec()
+                .expect("int classes");
+            nearest = ids
+                .into_iter()
+                .map(|c| c as usize)
+                .collect::<Vec<_>>()
+                .into_iter();
+        }
+        Ok(conditions
+            .iter()
+            .map(|c| match c {
+                Condition::Label(c) => *c,
+                Condition::Unconditional => n_classes,
+                Condition::Prompt(_) => nearest.next().expect("one class per prompt"),
+            })
+            .collect())
+    }
+
     /// The core's reading of each prompt: the linear map of its output at the "read" token
     /// after the left-padded prompt.
     ///

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::TransformerConfig;
-use crate::modality::audio::{AudioFormat, AudioModelConfig, BinStats};
+use crate::modality::audio::{AudioFormat, AudioModelConfig, BinStats, OnsetPriorConfig};
 use crate::modality::flow::{FlowHeadConfig, FlowTime};
 use crate::modality::image::{ImageModelConfig, ImageShape};
 use crate::modality::Modality;
@@ -45,6 +45,10 @@ pub struct AudioPartConfig {
     pub input_noise: f32,
     /// How the training loss draws flow times.
     pub flow_time: FlowTime,
+    /// Draws each clip's length and first unit, as in [`AudioModelConfig::onset_prior`]
+    /// (fitted when a fresh run starts, or later by `aigc pretrain onset-prior`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onset_prior: Option<OnsetPriorConfig>,
 }
 
 /// Shape of a joint model.
@@ -166,7 +170,7 @@ impl AudioPartConfig {
             noise_draws: self.noise_draws,
             input_noise: self.input_noise,
             flow_time: self.flow_time,
-            onset_prior: None,
+            onset_prior: self.onset_prior.clone(),
         }
     }
 }

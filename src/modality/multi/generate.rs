@@ -50,8 +50,13 @@ pub fn generate_clips(
         .as_ref()
         .ok_or_else(|| missing(Modality::Audio))?;
     let stats = audio.with_core(&config.core).stats()?.clone();
+    // Spread over the whole request, not chunk by chunk (see `spread_picks`).
+    let picks = model.onset_picks(conditions, options.seed)?;
+    let mut done = 0;
     let units = options.run_chunks(conditions, |chunk, device| {
-        model.generate_clips(chunk, options, device)
+        let chunk_picks = &picks[done..done + chunk.len()];
+        done += chunk.len();
+        model.generate_clips(chunk, chunk_picks, options, device)
     })?;
     Ok(decode_all(&audio.format, &stats, &units))
 }

@@ -21,7 +21,7 @@ use burn::prelude::*;
 use super::condition::guided;
 use super::{AudioPartConfig, Condition, ImagePartConfig, Mix, MultiModelConfig};
 use crate::core::{Transformer, INIT_STD};
-use crate::modality::audio::AudioParts;
+use crate::modality::audio::{spread_picks, AudioParts, OnsetPrior};
 use crate::modality::continuous::FlowGenerateOptions;
 use crate::modality::flow::{FlowHead, FlowTime};
 use crate::modality::image::ImageParts;
@@ -86,6 +86,9 @@ pub struct AudioAdapter {
     input_noise: f32,
     #[module(skip)]
     flow_time: FlowTime,
+    /// Draws each clip's length and first unit in place of the network.
+    #[module(skip)]
+    onset_prior: Option<OnsetPrior>,
 }
 
 fn embedding(rows: usize, d: usize, device: &Device) -> Embedding {
@@ -168,6 +171,7 @@ impl AudioPartConfig {
             noise_draws: self.noise_draws,
             input_noise: self.input_noise,
             flow_time: self.flow_time,
+            onset_prior: self.onset_prior.as_ref().and_then(|p| p.fitted.clone()),
         }
     }
 }
@@ -263,21 +267,51 @@ impl MultiModel {
             .generate(prefix, conditions.len(), options))
     }
 
-    /// Draws one clip's units per condition (see [`AudioParts::generate`]).
+    /// Draws one clip's units per condition (see [`AudioParts::generate`]). With an onset
+    /// prior, each clip starts from its class's mixture ([`MultiModel::onset_picks`] gives
+    /// `picks`; without a prior they go unused).
+    ///
+    /// # Panics
+    /// If `picks` and `conditions` differ in length.
     pub fn generate_clips(
         &self,
         conditions: &[Condition],
+        picks: &[f32],
         options: &FlowGenerateOptions,
         device: &Device,
     ) -> Result<Vec<Vec<f32>>> {
+        assert_eq!(picks.len(), conditions.len(), "one pick per condition");
         if conditions.is_empty() {
             return Ok(Vec::new());
         }
         let rows = guided(conditions, options);
         let (prefix, _) = self.condition_slots(Modality::Audio, &rows, device)?;
+        let onsets = match self.onset_prior() {
+            Some(prior) => {
+                let classes = self.condition_classes(Modality::Audio, conditions, device)?;
+                Some(prior.draw_batch(&classes, picks, device))
+            }
+            None => None,
+        };
         Ok(self
             .audio_parts()?
-            .generate(prefix, conditions.len(), None, options))
+            .generate(prefix, conditions.len(), onsets.as_deref(), options))
+    }
+
+    /// Where each condition's clip falls among its class's onset components
+    /// ([`spread_picks`] over the whole request, seeded with `seed`); zeros without an onset
+    /// prior. Prompts count as the class their reading is nearest to.
+    pub fn onset_picks(&self, conditions: &[Condition], seed: u64) -> Result<Vec<f32>> {
+        if self.onset_prior().is_none() {
+            return Ok(vec![0.0; conditions.len()]);
+        }
+        let device = crate::default_device();
+        let classes = self.condition_classes(Modality::Audio, conditions, &device)?;
+        Ok(spread_picks(&classes, seed))
+    }
+
+    fn onset_prior(&self) -> Option<&OnsetPrior> {
+        self.audio.as_ref()?.onset_prior.as_ref()
     }
 
     fn image_parts(&self) -> Result<ImageParts<'_>> {

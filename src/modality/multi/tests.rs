@@ -36,6 +36,7 @@ pub(crate) fn tiny() -> MultiModelConfig {
             noise_draws: 2,
             input_noise: 0.0,
             flow_time: FlowTime::LogitNormal,
+            onset_prior: None,
         }),
         mix: Mix::even(),
         loss_weights: Mix::even(),
@@ -75,7 +76,7 @@ fn every_modality_trains_and_generates_through_one_core() {
             .unwrap();
         assert_eq!(images.dims(), [3, 4, 16]);
         let clips = model
-            .generate_clips(&conditions, &options(guidance), &device)
+            .generate_clips(&conditions, &[0.0; 3], &options(guidance), &device)
             .unwrap();
         assert_eq!(clips.len(), 3);
         assert!(clips.iter().all(|c| !c.is_empty() && c.len() % 66 == 0));
@@ -268,4 +269,83 @@ fn training_aligns_a_prompts_reading_with_its_class() {
     }
     let after = distance(&model);
     assert!(after < 0.3 * before, "{before} -> {after}");
+}
+
+/// With an onset prior, a clip starts as the prior draws for its condition's class, and a
+/// prompt counts as the class its reading is nearest to.
+#[test]
+fn clips_start_from_the_onset_prior_of_their_class_or_prompt() {
+    use crate::modality::audio::{Onset, OnsetPriorConfig};
+    let mut config = tiny();
+    let audio = config.audio.as_mut().unwrap();
+    let u = audio.format.unit_dim();
+    // Class 0 starts quiet and lasts 2 units, class 1 loud and 6, class 2 in between, 4.
+    let onsets: Vec<Onset> = (0..60)
+        .map(|i| Onset {
+            unit: vec![[-1.0, 1.0, 0.0][i % 3]; u],
+            length: [2, 6, 4][i % 3],
+        })
+        .collect();
+    let labels: Vec<usize> = (0..60).map(|i| i % 3).collect();
+    let prior = OnsetPriorConfig {
+        components: 1,
+        dims: 2,
+        fitted: None,
+    };
+    let fitted = prior.fit(&onsets, &labels, &[], 3, 1).unwrap();
+    audio.onset_prior = Some(OnsetPriorConfig {
+        fitted: Some(fitted),
+        ..prior
+    });
+    let device = crate::default_device();
+    let _rng = crate::rng::lock_device_rng();
+    device.seed(5);
+    let mut model = config.init(&device).unwrap();
+    // A reading map that is not zero, then class embeddings placed around the prompt's
+    // reading r: class 0 at -r, class 1 at r, class 2 at 3r (relative distances 4, 0, 4/9).
+    let prompt = Condition::Prompt(vec![7, 9]);
+    let adapter = model.audio.as_mut().unwrap();
+    let random = adapter
+        .read_out
+        .weight
+        .val()
+        .random_like(Distribution::Normal(0.0, 0.1));
+    adapter.read_out.weight = burn::module::Param::from_tensor(random);
+    let (_, reading) = model
+        .condition_slots(Modality::Audio, std::slice::from_ref(&prompt), &device)
+        .unwrap();
+    let r = reading.unwrap();
+    let adapter = model.audio.as_mut().unwrap();
+    let none = adapter.class_embed.weight.val().narrow(0, 3, 1);
+    let rows = Tensor::cat(vec![r.clone().neg(), r.clone(), r * 3.0, none], 0);
+    adapter.class_embed.weight = burn::module::Param::from_tensor(rows);
+    let conditions = [
+        Condition::Label(2),
+        prompt.clone(),
+        Condition::Unconditional,
+    ];
+    let classes = model
+        .condition_classes(Modality::Audio, &conditions, &device)
+        .unwrap();
+    assert_eq!(classes, [2, 1, 3], "a label, the nearest class, none");
+
+    let conditions: Vec<Condition> = (0..24)
+        .map(|i| match i % 2 {
+            0 => Condition::Label(0),
+            _ => prompt.clone(),
+        })
+        .collect();
+    for guidance in [1.0, 2.0] {
+        let picks = model.onset_picks(&conditions, 3).unwrap();
+        let clips = model
+            .generate_clips(&conditions, &picks, &options(guidance), &device)
+            .unwrap();
+        for (i, clip) in clips.iter().enumerate() {
+            let (n, first) = (clip.len() / u, clip[..u].iter().sum::<f32>() / u as f32);
+            match i % 2 {
+                0 => assert!(n <= 3 && first < -0.5, "label 0: {n} units, first {first}"),
+                _ => assert!(n >= 5 && first > 0.5, "prompt: {n} units, first {first}"),
+            }
+        }
+    }
 }
