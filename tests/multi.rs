@@ -148,6 +148,21 @@ fn one_core_trains_on_three_modalities_and_follows_prompts() {
         samples_s,
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let no_weights = dir.path().join("no-weights");
+    std::fs::create_dir(&no_weights).unwrap();
+    std::fs::copy(out.join("config.json"), no_weights.join("config.json")).unwrap();
+    let o = aigc(&[
+        "pretrain",
+        "onset-prior",
+        "--model",
+        no_weights.to_str().unwrap(),
+        "--data",
+        clips.to_str().unwrap(),
+        "--out",
+        dir.path().join("never").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("weights file not found"), "{err}");
 
     // eval: label-conditioned scores, then prompted ones (training and held-out phrasings)
     let judge = dir.path().join("judge");

@@ -12,7 +12,9 @@ use super::{
     fine_tune_config, run_config, with_core_from, AudioRecipe, MetricsLog, Progress, Session,
     Start, TrainConfig, Trainable,
 };
-use crate::checkpoint::{self, checkpoint_err, with_article, ModelConfig, TrainState};
+use crate::checkpoint::{
+    self, checkpoint_err, with_article, ModelConfig, TrainState, WEIGHTS_FILE,
+};
 use crate::modality::audio::{
     encode, AudioDataset, AudioFormat, AudioModel, AudioModelConfig, BinStats, Onset,
     OnsetPriorConfig,
@@ -339,6 +341,13 @@ pub fn fit_onset_prior(
         },
         other => return Err(not_audio(model_dir, &with_article(other.kind()))),
     };
+    // The weights are copied, not changed; loading them first keeps a broken model from
+    // being passed on with a prior.
+    let (device, weights) = (crate::default_device(), model_dir.join(WEIGHTS_FILE));
+    match &config.model {
+        ModelConfig::Multi(multi) => checkpoint::load_weights(&mut multi.init(&device)?, &weights)?,
+        _ => checkpoint::load_weights(&mut audio.init(&device)?, &weights)?,
+    }
     let clips = AudioData::load_splits(data, &audio, 1)?;
     let fitted = Some(clips.train.fit_prior(&prior, audio.n_classes, seed)?);
     match &mut config.model {

@@ -79,7 +79,7 @@ pub(super) fn attention(qkv: &[f32], s: Heads) -> (Vec<f32>, Vec<f32>) {
 
 /// In place: `row ← softmax(row · scale)`. Each pass is its own loop, and the max and the sum
 /// run in lanes ([`max`], [`sum`]), so all three vectorize: one loop that both exponentiated
-/// and summed stayed scalar, and took most of the attention's time.
+/// and summed stayed scalar, and took about half of the attention's forward time.
 #[inline(always)]
 fn softmax_in_place(row: &mut [f32], scale: f32) {
     let max = max(row) * scale;

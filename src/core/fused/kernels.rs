@@ -164,9 +164,13 @@ const ELEMENTS_PER_TASK: usize = 1 << 14;
 /// in a training step that was a fifth of the main thread's time. Here each task zeroes only
 /// its own chunk, in its own cache, just before filling it.
 pub(super) fn build(len: usize, chunk: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    if len == 0 {
+        return Vec::new();
+    }
+    assert!(chunk > 0, "chunks of {len} elements need a positive size");
     let mut out = Vec::with_capacity(len);
     out.spare_capacity_mut()[..len]
-        .par_chunks_mut(chunk.max(1))
+        .par_chunks_mut(chunk)
         .enumerate()
         .for_each(|(i, part)| {
             for v in part.iter_mut() {

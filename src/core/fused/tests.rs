@@ -168,9 +168,10 @@ fn erf_f64(x: f64) -> f64 {
 
 #[test]
 fn product_adds_bias_and_residual_to_the_rows_of_every_thread() {
-    // 75 rows split unevenly over the pool's threads (and run on one thread where it has one);
-    // `b` is read through a transpose, as the backward pass reads the weights.
-    let (m, k, n) = (75, 64, 72);
+    // 73 rows (a prime) split unevenly over the pool's threads, however many it has (one
+    // thread runs them all); `b` is read through a transpose, as the backward pass reads the
+    // weights.
+    let (m, k, n) = (73, 64, 72);
     let value = |i: usize, salt: usize| ((i * 7919 + salt * 104_729) % 1000) as f32 / 500.0 - 1.0;
     let a: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
     let b_t: Vec<f32> = (0..n * k).map(|i| value(i, 2)).collect();

@@ -125,25 +125,36 @@ impl MultiModel {
     /// The class each condition stands for in `modality`: a label's own, `n_classes` for no
     /// condition, and for a prompt the class whose embedding its reading is nearest to,
     /// relative to that embedding's squared norm (the distance training pulls readings in).
+    /// `reading` holds the prompts' readings in order, as [`MultiModel::condition_slots`]
+    /// returns them; `None` reads them here.
     pub(super) fn condition_classes(
         &self,
         modality: Modality,
         conditions: &[Condition],
+        reading: Option<Tensor<2>>,
         device: &Device,
     ) -> Result<Vec<usize>> {
         let adapter = self.adapter(modality)?;
         let n_classes = adapter.n_classes;
-        let prompts: Vec<&[u32]> = conditions
-            .iter()
-            .filter_map(|c| match c {
-                Condition::Prompt(tokens) => Some(tokens.as_slice()),
-                _ => None,
-            })
-            .collect();
+        let mut prompts = Vec::new();
+        for condition in conditions {
+            match condition {
+                Condition::Label(c) if *c >= n_classes => {
+                    return Err(Error::Input(format!(
+                        "label {c} is outside the model's {n_classes} {modality} classes"
+                    )))
+                }
+                Condition::Prompt(tokens) => prompts.push(tokens.as_slice()),
+                _ => {}
+            }
+        }
         let mut nearest = Vec::new().into_iter();
         if !prompts.is_empty() {
             let p = prompts.len();
-            let reading = self.read_prompts(adapter, &prompts, device)?; // (P, D)
+            let reading = match reading {
+                Some(reading) => reading,
+                None => self.read_prompts(adapter, &prompts, device)?,
+            }; // (P, D)
             let classes = adapter.class_embed.weight.val().narrow(0, 0, n_classes); // (C, D)
             let norms = classes
                 .clone()

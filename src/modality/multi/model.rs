@@ -285,10 +285,12 @@ impl MultiModel {
             return Ok(Vec::new());
         }
         let rows = guided(conditions, options);
-        let (prefix, _) = self.condition_slots(Modality::Audio, &rows, device)?;
+        let (prefix, reading) = self.condition_slots(Modality::Audio, &rows, device)?;
         let onsets = match self.onset_prior() {
             Some(prior) => {
-                let classes = self.condition_classes(Modality::Audio, conditions, device)?;
+                // `rows` adds only unconditional rows to `conditions`: the same prompts.
+                let classes =
+                    self.condition_classes(Modality::Audio, conditions, reading, device)?;
                 Some(prior.draw_batch(&classes, picks, device))
             }
             None => None,
@@ -306,7 +308,7 @@ impl MultiModel {
             return Ok(vec![0.0; conditions.len()]);
         }
         let device = crate::default_device();
-        let classes = self.condition_classes(Modality::Audio, conditions, &device)?;
+        let classes = self.condition_classes(Modality::Audio, conditions, None, &device)?;
         Ok(spread_picks(&classes, seed))
     }
 

@@ -325,7 +325,7 @@ fn clips_start_from_the_onset_prior_of_their_class_or_prompt() {
         Condition::Unconditional,
     ];
     let classes = model
-        .condition_classes(Modality::Audio, &conditions, &device)
+        .condition_classes(Modality::Audio, &conditions, None, &device)
         .unwrap();
     assert_eq!(classes, [2, 1, 3], "a label, the nearest class, none");
 
