@@ -80,6 +80,17 @@ impl UnitSampler<'_> {
     }
 }
 
+/// Each label's condition id: the label, or `n_classes` ("no label") for `None`. A label
+/// outside the classes is an error that names it.
+pub fn label_ids(labels: &[Option<usize>], n_classes: usize) -> Result<Vec<usize>> {
+    if let Some(bad) = labels.iter().flatten().find(|&&l| l >= n_classes) {
+        return Err(Error::Input(format!(
+            "label {bad} is outside the model's {n_classes} classes (0..{n_classes})"
+        )));
+    }
+    Ok(labels.iter().map(|l| l.unwrap_or(n_classes)).collect())
+}
+
 /// Condition ids for one sampling batch: `labels`, then as many `null` ids when guided.
 ///
 /// # Shapes
@@ -151,12 +162,7 @@ impl FlowGenerateOptions {
         n_classes: usize,
         mut generate: impl FnMut(&[usize], &Device) -> Vec<T>,
     ) -> Result<Vec<T>> {
-        if let Some(bad) = labels.iter().flatten().find(|&&l| l >= n_classes) {
-            return Err(Error::Input(format!(
-                "label {bad} is outside the model's {n_classes} classes (0..{n_classes})"
-            )));
-        }
-        let ids: Vec<usize> = labels.iter().map(|l| l.unwrap_or(n_classes)).collect();
+        let ids = label_ids(labels, n_classes)?;
         self.run_chunks(&ids, |chunk, device| Ok(generate(chunk, device)))
     }
 

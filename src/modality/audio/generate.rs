@@ -1,7 +1,7 @@
 //! Class-conditional audio generation: units from the model, waveforms by Griffin-Lim.
 
 use super::{decode_all, spread_picks, AudioModel, AudioModelConfig};
-use crate::modality::continuous::FlowGenerateOptions;
+use crate::modality::continuous::{label_ids, FlowGenerateOptions};
 use crate::Result;
 
 /// Draws one clip per entry of `labels` (`None`: unconditional), as mono waveforms at the
@@ -13,17 +13,16 @@ pub fn generate_clips(
     options: &FlowGenerateOptions,
 ) -> Result<Vec<Vec<f32>>> {
     let stats = config.stats()?;
-    let ids: Vec<usize> = labels
-        .iter()
-        .map(|l| l.unwrap_or(model.null_label()))
-        .collect();
+    let ids = label_ids(labels, model.null_label())?;
     // Spread over the whole request, not batch by batch (see `spread_picks`).
-    let picks = spread_picks(&ids, options.seed);
-    let mut done = 0;
-    let units = options.run_batched(labels, model.null_label(), |ids, device| {
-        let batch_picks = &picks[done..done + ids.len()];
-        done += ids.len();
-        model.generate_picked(ids, batch_picks, options, device)
+    let picked: Vec<(usize, f32)> = ids
+        .iter()
+        .copied()
+        .zip(spread_picks(&ids, options.seed))
+        .collect();
+    let units = options.run_chunks(&picked, |chunk, device| {
+        let (ids, picks): (Vec<usize>, Vec<f32>) = chunk.iter().copied().unzip();
+        Ok(model.generate_picked(&ids, &picks, options, device))
     })?;
     Ok(decode_all(&config.format, stats, &units))
 }

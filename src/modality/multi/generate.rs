@@ -52,11 +52,10 @@ pub fn generate_clips(
     let stats = audio.with_core(&config.core).stats()?.clone();
     // Spread over the whole request, not chunk by chunk (see `spread_picks`).
     let picks = model.onset_picks(conditions, options.seed)?;
-    let mut done = 0;
-    let units = options.run_chunks(conditions, |chunk, device| {
-        let chunk_picks = &picks[done..done + chunk.len()];
-        done += chunk.len();
-        model.generate_clips(chunk, chunk_picks, options, device)
+    let picked: Vec<(Condition, f32)> = conditions.iter().cloned().zip(picks).collect();
+    let units = options.run_chunks(&picked, |chunk, device| {
+        let (conditions, picks): (Vec<Condition>, Vec<f32>) = chunk.iter().cloned().unzip();
+        model.generate_clips(&conditions, &picks, options, device)
     })?;
     Ok(decode_all(&audio.format, &stats, &units))
 }
