@@ -92,24 +92,9 @@ impl MultiModel {
         device: &Device,
     ) -> Result<(Tensor<3>, Option<Tensor<2>>)> {
         let adapter = self.adapter(modality)?;
-        let (b, n_classes) = (conditions.len(), adapter.n_classes);
-        let mut class = vec![0i64; b]; // the class row, or where a prompt's reading goes
-        let mut prompts = Vec::new();
-        for (r, condition) in conditions.iter().enumerate() {
-            class[r] = match condition {
-                Condition::Label(c) if *c < n_classes => *c as i64,
-                Condition::Label(c) => {
-                    return Err(Error::Input(format!(
-                        "label {c} is outside the model's {n_classes} {modality} classes"
-                    )))
-                }
-                Condition::Unconditional => n_classes as i64,
-                Condition::Prompt(tokens) => {
-                    prompts.push(tokens.as_slice());
-                    (n_classes + prompts.len()) as i64
-                }
-            };
-        }
+        let b = conditions.len();
+        let (class, prompts) = condition_rows(conditions, adapter.n_classes, modality)?;
+        let class: Vec<i64> = class.into_iter().map(|r| r as i64).collect();
         let class = Tensor::<1, Int>::from_data(TensorData::new(class, [b]), device);
         let rows = adapter.class_embed.weight.val(); // (n_classes + 1, D)
         let d = rows.dims()[1];
@@ -136,52 +121,35 @@ impl MultiModel {
     ) -> Result<Vec<usize>> {
         let adapter = self.adapter(modality)?;
         let n_classes = adapter.n_classes;
-        let mut prompts = Vec::new();
-        for condition in conditions {
-            match condition {
-                Condition::Label(c) if *c >= n_classes => {
-                    return Err(Error::Input(format!(
-                        "label {c} is outside the model's {n_classes} {modality} classes"
-                    )))
-                }
-                Condition::Prompt(tokens) => prompts.push(tokens.as_slice()),
-                _ => {}
-            }
+        let (rows, prompts) = condition_rows(conditions, n_classes, modality)?;
+        if prompts.is_empty() {
+            return Ok(rows);
         }
-        let mut nearest = Vec::new().into_iter();
-        if !prompts.is_empty() {
-            let p = prompts.len();
-            let reading = match reading {
-                Some(reading) => reading,
-                None => self.read_prompts(adapter, &prompts, device)?,
-            }; // (P, D)
-            let classes = adapter.class_embed.weight.val().narrow(0, 0, n_classes); // (C, D)
-            let norms = classes
-                .clone()
-                .powi_scalar(2)
-                .sum_dim(1)
-                .reshape([1, n_classes]);
-            let apart = reading.unsqueeze_dim::<3>(1) - classes.unsqueeze_dim::<3>(0); // (P, C, D)
-            let relative =
-                apart.powi_scalar(2).sum_dim(2).reshape([p, n_classes]) / (norms + 1e-12);
-            let ids: Vec<i64> = relative
-                .argmin(1)
-                .into_data()
-                .convert::<i64>()
-                .try_into_vec()
-                .expect("int classes");
-            nearest = ids
-                .into_iter()
-                .map(|c| c as usize)
-                .collect::<Vec<_>>()
-                .into_iter();
-        }
-        Ok(conditions
-            .iter()
-            .map(|c| match c {
-                Condition::Label(c) => *c,
-                Condition::Unconditional => n_classes,
-                Condition::Prompt(_) => nearest.next().expect("one class per prompt"),
+        let p = prompts.len();
+        let reading = match reading {
+            Some(reading) => reading,
+            None => self.read_prompts(adapter, &prompts, device)?,
+        }; // (P, D)
+        let classes = adapter.class_embed.weight.val().narrow(0, 0, n_classes); // (C, D)
+        let norms = classes
+            .clone()
+            .powi_scalar(2)
+            .sum_dim(1)
+            .reshape([1, n_classes]);
+        let apart = reading.unsqueeze_dim::<3>(1) - classes.unsqueeze_dim::<3>(0); // (P, C, D)
+        let relative = apart.powi_scalar(2).sum_dim(2).reshape([p, n_classes]) / (norms + 1e-12);
+        let nearest: Vec<i64> = relative
+            .argmin(1)
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec()
+            .expect("int classes");
+        // Rows past "no condition" are prompts, in order.
+        Ok(rows
+            .into_iter()
+            .map(|r| match r > n_classes {
+                true => nearest[r - n_classes - 1] as usize,
+                false => r,
             })
             .collect())
     }
@@ -259,6 +227,32 @@ impl MultiModel {
             Modality::Text => unreachable!("text sequences have no condition slot"),
         })
     }
+}
+
+/// Each condition's row: a label's own class row, `n_classes` ("no condition") for none, and
+/// for the `k`-th prompt `n_classes + 1 + k`, where its reading goes after the class rows;
+/// and the prompts, in order. A label outside the classes is an error.
+fn condition_rows(
+    conditions: &[Condition],
+    n_classes: usize,
+    modality: Modality,
+) -> Result<(Vec<usize>, Vec<&[u32]>)> {
+    let mut prompts = Vec::new();
+    let rows = conditions
+        .iter()
+        .map(|condition| match condition {
+            Condition::Label(c) if *c < n_classes => Ok(*c),
+            Condition::Label(c) => Err(Error::Input(format!(
+                "label {c} is outside the model's {n_classes} {modality} classes"
+            ))),
+            Condition::Unconditional => Ok(n_classes),
+            Condition::Prompt(tokens) => {
+                prompts.push(tokens.as_slice());
+                Ok(n_classes + prompts.len())
+            }
+        })
+        .collect::<Result<_>>()?;
+    Ok((rows, prompts))
 }
 
 /// The conditioning modules of an image or audio adapter.
