@@ -4,7 +4,7 @@
 //! The backward pass follows the forward in reverse, as llm.c does for GPT-2.
 
 use super::attention::{attention, attention_backward, Heads};
-use super::gemm::{product, Mat};
+use super::gemm::{product, product_pair, Mat};
 use super::kernels::{activate, activate_backward, column_sums, layer_norm, layer_norm_backward};
 use crate::core::Activation;
 
@@ -151,14 +151,20 @@ fn linear_backward(
 ) -> Vec<f32> {
     let w = p.get(i);
     let (rows, d_out) = (x.len() / d_in, w.len() / d_in);
-    let dy_mat = Mat::new(dy, rows, d_out);
-    if wanted[i] {
-        grads[i] = Some(product(Mat::new(x, rows, d_in).t(), dy_mat, None, None));
-    }
+    let (x, dy_mat, w) = (
+        Mat::new(x, rows, d_in),
+        Mat::new(dy, rows, d_out),
+        Mat::new(w, d_in, d_out),
+    );
     if wanted[i + 1] {
         grads[i + 1] = Some(column_sums(dy, None, d_out));
     }
-    product(dy_mat, Mat::new(w, d_in, d_out).t(), None, None)
+    if !wanted[i] {
+        return product(dy_mat, w.t(), None, None);
+    }
+    let (dw, dx) = product_pair((x.t(), dy_mat), (dy_mat, w.t()));
+    grads[i] = Some(dw);
+    dx
 }
 
 /// For the LayerNorm at slot `i`: stores dgamma and dbeta when wanted, returns `residual`

@@ -136,14 +136,44 @@ const PARALLEL_WORK: usize = 1 << 18;
 /// up its own rows just before its product adds to them ([`build`]). The split depends only on
 /// the shape and the thread count, so a run is deterministic.
 pub(super) fn product(a: Mat, b: Mat, bias: Option<&[f32]>, residual: Option<&[f32]>) -> Vec<f32> {
+    product_in(rayon::current_num_threads(), a, b, bias, residual)
+}
+
+/// `a₁ · b₁` and `a₂ · b₂` at once, each on half the thread pool: two products of about the
+/// same work (a linear layer's weight and input gradients) split no rows on two threads, so
+/// neither packs the other's operands again, and they share one fork and join.
+pub(super) fn product_pair(first: (Mat, Mat), second: (Mat, Mat)) -> (Vec<f32>, Vec<f32>) {
+    let threads = rayon::current_num_threads();
+    let half = (threads / 2).max(1);
+    rayon::join(
+        || product_in(half, first.0, first.1, None, None),
+        || {
+            product_in(
+                threads.saturating_sub(half).max(1),
+                second.0,
+                second.1,
+                None,
+                None,
+            )
+        },
+    )
+}
+
+/// [`product`] with its rows split into at most `tasks` parallel tasks.
+fn product_in(
+    tasks: usize,
+    a: Mat,
+    b: Mat,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+) -> Vec<f32> {
     let (m, n) = (a.rows, b.cols);
     assert!(bias.is_none_or(|b| b.len() == n), "bias size");
     assert!(residual.is_none_or(|r| r.len() == m * n), "residual size");
-    let threads = rayon::current_num_threads();
-    let rows = if threads == 1 || m * n * a.cols < PARALLEL_WORK || m < 2 * threads {
+    let rows = if tasks == 1 || m * n * a.cols < PARALLEL_WORK || m < 2 * tasks {
         m
     } else {
-        m.div_ceil(threads)
+        m.div_ceil(tasks)
     };
     build(m * n, rows * n, |i, chunk| {
         if let Some(residual) = residual {
