@@ -59,7 +59,7 @@ pub fn bench_training<M: Trainable>(
         }
     }
     Ok(TrainBench {
-        params: session.model.num_params(),
+        params: session.model().num_params(),
         units_per_step: M::units_per_step(&train),
         steps: measured,
     })

@@ -25,7 +25,10 @@ use crate::{Error, Result};
 
 /// A run in progress: weights, optimizer, progress and settings.
 pub(crate) struct Session<M> {
-    pub model: M,
+    /// The weights under training. Taken out only during the optimizer step, so that the
+    /// optimizer holds the one reference to each weight and updates it in place (a second
+    /// reference made the CPU backend copy every weight before writing it).
+    model: Option<M>,
     /// The moving average of `model`'s weights, in runs with `ema_decay`.
     ema: Option<Ema<M>>,
     pub optim: ModuleOptimizer,
@@ -55,7 +58,7 @@ impl<M: Trainable> Session<M> {
         };
         Ok(Self {
             ema: train.ema_decay.map(|decay| Ema::new(&model, decay)),
-            model,
+            model: Some(model),
             optim: optimizer(train),
             state: TrainState::default(),
             train: train.clone(),
@@ -96,7 +99,7 @@ impl<M: Trainable> Session<M> {
                 message: format!("cannot resume without optimizer state: {e}"),
             })?;
         Ok(Self {
-            model,
+            model: Some(model),
             ema,
             optim,
             state,
@@ -118,7 +121,7 @@ impl<M: Trainable> Session<M> {
         let ckpt = Checkpoint {
             config,
             model: self.shipped(),
-            train_weights: self.ema.as_ref().map(|_| &self.model),
+            train_weights: self.ema.as_ref().map(|_| self.model()),
             tokenizer,
             state: &self.state,
             optimizer: Some(&self.optim),
@@ -127,9 +130,16 @@ impl<M: Trainable> Session<M> {
         ckpt.save_with(out, |tmp| metrics.copy_into(tmp))
     }
 
+    /// The weights under training.
+    pub fn model(&self) -> &M {
+        self.model
+            .as_ref()
+            .expect("the weights are only out during the optimizer step")
+    }
+
     /// The weights a checkpoint ships and generates with: the moving average, if any.
     fn shipped(&self) -> &M {
-        self.ema.as_ref().map_or(&self.model, |ema| &ema.model)
+        self.ema.as_ref().map_or(self.model(), |ema| &ema.model)
     }
 
     fn lr(&self, step: usize) -> f64 {
@@ -150,12 +160,13 @@ impl<M: Trainable> Session<M> {
         let step = self.state.step;
         let started = Instant::now();
         let step_seed = mix(self.train.seed, step as u64);
-        let sharded = shards::step_grads(&self.model, &self.devices, data, &self.train, step_seed)?;
+        let sharded =
+            shards::step_grads(self.model(), &self.devices, data, &self.train, step_seed)?;
         let value = sharded.loss;
         let checked = match sharded.grads {
             None => Err(("loss", value)),
             Some(mut grads) => {
-                let norm = clip_global_norm(&self.model, &mut grads, self.train.grad_clip);
+                let norm = clip_global_norm(self.model(), &mut grads, self.train.grad_clip);
                 norm.is_finite()
                     .then_some(grads)
                     .ok_or(("gradient norm", norm))
@@ -177,9 +188,11 @@ impl<M: Trainable> Session<M> {
         self.skipped_in_a_row = 0;
         let forward = std::time::Duration::from_secs_f64(sharded.forward);
         let backward = started.elapsed() - forward;
-        self.model = self.optim.step(self.lr(step), self.model.clone(), grads);
+        let (lr, model) = (self.lr(step), self.model.take());
+        let model = model.expect("the weights are in place between steps");
+        let model = self.model.insert(self.optim.step(lr, model, grads));
         if let Some(ema) = &mut self.ema {
-            ema.update(&self.model, step);
+            ema.update(model, step);
         }
         let optimizer = started.elapsed() - forward - backward;
         self.state.step += 1;
@@ -381,7 +394,7 @@ mod tests {
             skip_nonfinite_steps: 2,
             ..TrainConfig::tiny()
         };
-        let weights = |s: &Session<Probe>| s.model.linear.weight.val().into_data();
+        let weights = |s: &Session<Probe>| s.model().linear.weight.val().into_data();
         for nan_loss in [true, false] {
             let mut session = probe_session(nan_loss, &train);
             let before = weights(&session);

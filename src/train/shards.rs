@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn accumulated_gradients_are_the_mean_over_shards() {
         let session = session(&train(8, 2), 1);
-        let (model, data, devices) = (&session.model, data(), &session.devices);
+        let (model, data, devices) = (session.model(), data(), &session.devices);
         let got = step_grads(model, devices, &data, &train(8, 2), 42).unwrap();
         let micro = train(4, 1);
         let (mut loss, mut expected) = (0.0, vec![0.0f32; 3]);
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn two_devices_train_as_two_fold_accumulation_on_one() {
         let weights = |s: &Session<Regression>| -> Vec<f32> {
-            s.model
+            s.model()
                 .linear
                 .weight
                 .val()
@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn a_batch_that_does_not_split_evenly_is_refused() {
         let session = session(&train(6, 2), 2);
-        let err = step_grads(&session.model, &session.devices, &data(), &train(6, 2), 0);
+        let err = step_grads(session.model(), &session.devices, &data(), &train(6, 2), 0);
         let err = err.err().unwrap().to_string();
         assert!(err.contains("batch_size 6 must split evenly"), "{err}");
         assert!(train(6, 4).validate().is_err());
