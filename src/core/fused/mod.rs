@@ -14,6 +14,7 @@
 mod attention;
 mod block;
 mod gemm;
+mod head;
 pub(crate) mod kernels;
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ use burn::tensor::DType;
 use crate::core::Activation;
 use attention::Heads;
 use block::{BlockShape, Params, Saved};
+pub(crate) use head::cross_entropy_sum;
 
 /// The autodiff CPU backend the fused block runs on.
 type Ad = Autodiff<Flex, NoCheckpointing>;

@@ -3,8 +3,10 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
 use burn::tensor::Distribution;
 
+use super::cross_entropy_sum;
 use super::gemm::{product, Mat};
 use super::kernels::{build, erf, exp, max, sum};
 use crate::core::block::Block;
@@ -223,4 +225,64 @@ fn lane_reductions_match_plain_ones_and_see_the_tail() {
         );
         assert_eq!(sum(&a), a.iter().sum::<f32>(), "small integers sum exactly");
     }
+}
+
+/// The summed cross-entropy of `targets` under `h · wᵀ`, fused or by burn's ops; its value and
+/// the gradients of `loss / 2` for `h` and `w` (`None` where frozen).
+fn cross_entropy(
+    h: &Tensor<2>,
+    w: &Tensor<2>,
+    targets: &Tensor<1, Int>,
+    fused: bool,
+) -> (f32, Option<Vec<f32>>, Option<Vec<f32>>) {
+    let loss = match fused {
+        true => cross_entropy_sum(h, w, targets).expect("the fused path runs under autodiff"),
+        false => {
+            let logits = h.clone().matmul(w.clone().transpose());
+            let rows = targets.dims()[0];
+            let picked = log_softmax(logits, 1).gather(1, targets.clone().reshape([rows, 1]));
+            picked.sum().neg()
+        }
+    };
+    let value = loss.clone().into_scalar::<f32>();
+    let grads = (loss / 2.0).backward();
+    let grad = |t: &Tensor<2>| {
+        t.grad(&grads)
+            .map(|g| g.into_data().try_into_vec::<f32>().unwrap())
+    };
+    (value, grad(h), grad(w))
+}
+
+#[test]
+fn fused_cross_entropy_matches_burn_ops_in_value_and_both_gradients() {
+    let (rows, d, classes) = (37, 16, 11);
+    let normal = Distribution::Normal(0.0, 2.0);
+    let h = Tensor::random([rows, d], normal, &device()).require_grad();
+    let ids: Vec<i64> = (0..rows).map(|i| ((i * 7) % classes) as i64).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(ids, [rows]), &device());
+    let trained = Tensor::random([classes, d], normal, &device()).require_grad();
+    let frozen = trained.clone().detach();
+    for w in [trained, frozen] {
+        let (value, dh, dw) = cross_entropy(&h, &w, &targets, true);
+        let (want, want_dh, want_dw) = cross_entropy(&h, &w, &targets, false);
+        assert!(
+            (value - want).abs() <= 1e-5 * want.abs(),
+            "{value} != {want}"
+        );
+        let err = relative_error(&dh.expect("dh"), &want_dh.expect("reference dh"));
+        assert!(err < 1e-5, "input gradient differs by {err}");
+        match (dw, want_dw) {
+            (Some(dw), Some(want_dw)) => {
+                let err = relative_error(&dw, &want_dw);
+                assert!(err < 1e-5, "weight gradient differs by {err}");
+            }
+            (None, None) => {}
+            (dw, _) => panic!("weight gradient {:?} where burn has none", dw.is_some()),
+        }
+    }
+    let plain = |t: &Tensor<2>| t.clone().inner();
+    assert!(
+        cross_entropy_sum(&plain(&h), &plain(&h), &targets.inner()).is_none(),
+        "off autodiff the caller takes burn's ops"
+    );
 }

@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
-use crate::core::{KvCache, Transformer, TransformerConfig, INIT_STD};
+use crate::core::{cross_entropy_sum, KvCache, Transformer, TransformerConfig, INIT_STD};
 use crate::{Error, Result};
 
 /// A text model's shape: its vocabulary and its core.
@@ -92,9 +92,14 @@ impl TextModel {
     /// - `tokens`, `targets`: `[B, T]`; returns `[1]`.
     pub fn loss_sum(&self, tokens: Tensor<2, Int>, targets: Tensor<2, Int>) -> Tensor<1> {
         let [b, t] = targets.dims();
-        let logits = self.forward(tokens);
-        let v = logits.dims()[2];
-        let log_probs = log_softmax(logits.reshape([b * t, v]), 1); // (B*T, V)
+        let h = self.core.forward(self.tok_embed.forward(tokens));
+        let d = h.dims()[2];
+        let h = h.reshape([b * t, d]); // (B*T, D)
+        let (w, targets) = (self.tok_embed.weight.val(), targets.reshape([b * t]));
+        if let Some(loss) = cross_entropy_sum(&h, &w, &targets) {
+            return loss; // training on the CPU: one fused node
+        }
+        let log_probs = log_softmax(h.matmul(w.transpose()), 1); // (B*T, V)
         log_probs.gather(1, targets.reshape([b * t, 1])).sum().neg()
     }
 
