@@ -106,7 +106,7 @@ const LANES: usize = 8;
 
 /// `Σ a[i] · b[i]` in [`LANES`] partial sums, so the loop vectorizes.
 #[inline(always)]
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = a_chunks

@@ -30,6 +30,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use burn::tensor::DType;
+use rayon::prelude::*;
 
 use crate::core::Activation;
 use attention::Heads;
@@ -46,6 +47,29 @@ pub(crate) type Tracked = FloatTensor<Ad>;
 pub(crate) fn tracked<const D: usize>(t: Tensor<D>) -> Option<Tracked> {
     let t = t.try_into_primitive::<Ad>().ok()?;
     (t.primitive().dtype() == DType::F32).then_some(t)
+}
+
+/// Elements per parallel task of [`sum_of_squares`].
+const SQUARES_PER_TASK: usize = 1 << 14;
+
+/// `Σ x²` over every element of `tensors`, when all are f32 tensors on the CPU backend (as
+/// gradients are when training there); `None` otherwise. One parallel pass over fixed
+/// chunks, whose sums are added in order, so the result does not depend on the thread count.
+pub(crate) fn sum_of_squares(tensors: &[Tensor<1>]) -> Option<f64> {
+    let on_cpu = |t: &Tensor<1>| {
+        let t = t.clone().try_into_primitive::<Flex>().ok()?;
+        (t.dtype() == DType::F32).then(|| t.to_contiguous())
+    };
+    let tensors: Vec<FlexTensor> = tensors.iter().map(on_cpu).collect::<Option<_>>()?;
+    let chunks: Vec<&[f32]> = tensors
+        .iter()
+        .flat_map(|t| values(t).chunks(SQUARES_PER_TASK))
+        .collect();
+    let sums: Vec<f32> = chunks
+        .par_iter()
+        .map(|c| kernels::simd(|| kernels::dot(c, c)))
+        .collect();
+    Some(sums.iter().map(|&s| s as f64).sum())
 }
 
 /// One block's input and parameters, as [`tracked`] tensors, in the slots of `block::Params`
