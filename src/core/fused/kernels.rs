@@ -12,56 +12,66 @@ pub(super) const NORM_EPS: f32 = 1e-5;
 const ROWS_PER_TASK: usize = 16;
 
 /// `e^x` for f32 to about 2 ulp: `2^n · p(r)` with `r = x - n·ln 2`, `|r| ≤ ln2/2`, and a
-/// degree-7 Taylor polynomial. Branch-free and without calls (the round-to-nearest and `2^n` use
-/// the 1.5·2²³ trick), so loops over it vectorize even on baseline x86-64.
+/// degree-7 Taylor polynomial, in fused multiply-adds. Branch-free (the round-to-nearest and
+/// `2^n` use the 1.5·2²³ trick), so loops over it vectorize inside [`simd`].
 #[inline(always)]
 pub(super) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
     let x = x.clamp(-87.0, 88.0);
-    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let shifted = x.mul_add(std::f32::consts::LOG2_E, ROUND);
     let n = shifted - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.0 / 5040.0;
-    for c in [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + c;
-    }
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
+    let p = horner(
+        &[
+            1.0,
+            1.0,
+            0.5,
+            1.0 / 6.0,
+            1.0 / 24.0,
+            1.0 / 120.0,
+            1.0 / 720.0,
+            1.0 / 5040.0,
+        ],
+        r,
+    );
     // The low mantissa bits of `shifted` hold n; move n + 127 into the exponent field.
     p * f32::from_bits(shifted.to_bits().wrapping_add(127) << 23)
 }
 
-/// `erf(x)` and `e^{-x²}` together (GELU's backward needs both), by Abramowitz and Stegun
-/// 7.1.26: absolute error 1.5e-7 in exact arithmetic, about 5e-7 in f32 (tested).
+/// `erf(x)` as `x · P(x²) / Q(x²)`, `P` and `Q` of degree 5, with `x` clamped to ±4 (beyond
+/// it erf rounds to ±1 in f32). The coefficients are a weighted least-squares fit made for this
+/// crate: absolute error 2e-8 in exact arithmetic, about 3e-7 in f32 (tested). Ten fused
+/// multiply-adds and one division, and no `exp`: GELU's forward pass is about three times
+/// cheaper than through Abramowitz and Stegun 7.1.26, which needs `e^{-x²}`.
 #[inline(always)]
-fn erf_and_gauss(x: f32) -> (f32, f32) {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_6,
-        -0.284_496_74,
-        1.421_413_7,
-        -1.453_152,
-        1.061_405_4,
+pub(super) fn erf(x: f32) -> f32 {
+    const P: [f32; 6] = [
+        1.128_379,
+        0.196_249_56,
+        0.053_467_177,
+        0.004_003_54,
+        0.000_288_017_04,
+        1.974_558_7e-6,
     ];
-    let ax = x.abs();
-    let t = 1.0 / (1.0 + P * ax);
-    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let gauss = exp(-x * x);
-    ((1.0 - poly * gauss).copysign(x), gauss)
+    const Q: [f32; 6] = [
+        1.0,
+        0.507_252_8,
+        0.116_476_31,
+        0.015_444_266,
+        0.001_216_290_9,
+        3.747_672_2e-5,
+    ];
+    let x = x.clamp(-4.0, 4.0);
+    let t = x * x;
+    (x * horner(&P, t) / horner(&Q, t)).clamp(-1.0, 1.0)
 }
 
-/// `erf(x)`, as [`erf_and_gauss`].
-#[cfg(test)]
-pub(super) fn erf(x: f32) -> f32 {
-    erf_and_gauss(x).0
+/// `c[0] + c[1]·t + c[2]·t² + ...` in fused multiply-adds.
+#[inline(always)]
+fn horner(c: &[f32], t: f32) -> f32 {
+    c.iter().rev().fold(0.0, |acc, &c| acc.mul_add(t, c))
 }
 
 /// `tanh(x)` through `exp`, saturating cleanly for large `|x|`.
@@ -208,7 +218,7 @@ fn activate_chunk(act: Activation, pre: &[f32], out: &mut [f32]) {
     match act {
         Activation::Gelu => {
             for (o, &x) in out.iter_mut().zip(pre) {
-                *o = 0.5 * x * (1.0 + erf_and_gauss(x * std::f32::consts::FRAC_1_SQRT_2).0);
+                *o = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
             }
         }
         Activation::GeluTanh => {
@@ -244,8 +254,8 @@ fn activate_backward_chunk(act: Activation, pre: &[f32], grad: &mut [f32]) {
             // d/dx [x Φ(x)] = Φ(x) + x φ(x), with φ(x) = e^{-x²/2} / √(2π).
             const INV_SQRT_2PI: f32 = 0.398_942_3;
             for (g, &x) in grad.iter_mut().zip(pre) {
-                let (erf, gauss) = erf_and_gauss(x * std::f32::consts::FRAC_1_SQRT_2);
-                *g *= 0.5 * (1.0 + erf) + x * gauss * INV_SQRT_2PI;
+                let erf = erf(x * std::f32::consts::FRAC_1_SQRT_2);
+                *g *= 0.5 * (1.0 + erf) + x * exp(-0.5 * x * x) * INV_SQRT_2PI;
             }
         }
         Activation::GeluTanh => {
