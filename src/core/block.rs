@@ -105,7 +105,7 @@ impl Block {
         add_to(x, &a);
         let h = layer_norm_row(&self.norm_mlp, x).expect(cpu);
         let h = linear_row(&self.mlp.fc_in, &h).expect(cpu);
-        let h = fused::kernels::activate(self.mlp.activation, &h);
+        let h = fused::activation::activate(self.mlp.activation, &h);
         add_to(x, &linear_row(&self.mlp.fc_out, &h).expect(cpu));
         Some(())
     }

@@ -9,10 +9,15 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
-use burn::optim::{AdamWConfig, AdamWState, AdaptiveMomentumState, LearningRate, Optimizer};
+use burn::module::ParamGroup;
+use burn::optim::{
+    AdamWConfig, AdamWState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer,
+};
 use burn::prelude::*;
 use burn::tensor::DType;
 use rayon::prelude::*;
+
+use super::TrainConfig;
 
 /// Elements per parallel work item: large enough to amortize scheduling, small enough to
 /// share a 1M-element matrix between the threads.
@@ -116,6 +121,16 @@ impl AdamW {
         let momentum = AdaptiveMomentumState::new(time, cpu(m), cpu(v));
         (cpu(weights), Some(AdamWState::new(momentum)))
     }
+}
+
+/// AdamW with weight decay on weight matrices and embeddings only (not on norms or biases).
+pub(crate) fn module_optimizer(train: &TrainConfig) -> ModuleOptimizer {
+    let adamw = |decay: f64| AdamW::new(train.beta1, train.beta2, 1e-8, decay as f32);
+    ModuleOptimizer::from(adamw(train.weight_decay)).with_group(
+        ParamGroup::from_any_predicates(vec!["gamma", "beta", "bias"]),
+        adamw(0.0),
+        None,
+    )
 }
 
 /// The per-step constants of the update.

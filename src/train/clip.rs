@@ -23,10 +23,11 @@ pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_n
     let norm = match sum_of_squares(&parts) {
         Some(sum) => sum.sqrt() as f32,
         None => {
-            let squares = parts.into_iter().map(|g| g.square().sum()).collect();
+            let squares = parts.iter().map(|g| g.clone().square().sum()).collect();
             Tensor::cat(squares, 0).sum().into_scalar::<f32>().sqrt()
         }
-    }; // the parts are gone, so scaling can update each gradient in place
+    };
+    drop(parts); // the views share the gradients' buffers; without them, scaling is in place
     if max_norm > 0.0 && norm as f64 > max_norm {
         let factor = max_norm / (norm as f64 + 1e-6);
         model.visit(&mut Scale { grads, factor });
@@ -59,11 +60,11 @@ mod tests {
     fn values(linear: &Linear, grads: &GradientsParams) -> Vec<f64> {
         let weight = grads.get::<2>(linear.weight.id).expect("weight gradient");
         let bias = grads.get::<1>(linear.bias.as_ref().unwrap().id);
-        let mut all = weight.into_data().to_vec::<f32>().unwrap();
+        let mut all = weight.into_data().try_to_vec::<f32>().unwrap();
         all.extend(
             bias.expect("bias gradient")
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap(),
         );
         all.into_iter().map(f64::from).collect()

@@ -10,7 +10,7 @@ use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
-use super::adamw::AdamW;
+use super::adamw::module_optimizer;
 use super::ema::Ema;
 use super::polling::with_workers_polling;
 use super::{
@@ -59,10 +59,10 @@ impl<M: Trainable> Session<M> {
         Ok(Self {
             ema: train.ema_decay.map(|decay| Ema::new(&model, decay)),
             model: Some(model),
-            optim: optimizer(train),
+            optim: module_optimizer(train),
             state: TrainState::default(),
             train: train.clone(),
-            devices: training_devices(device),
+            devices: shards::training_devices(device),
             skipped_in_a_row: 0,
         })
     }
@@ -92,7 +92,7 @@ impl<M: Trainable> Session<M> {
         let model = freeze_core_if(&train, checkpoint::restore_param_ids(model, &state));
         let optim_path = out.join(checkpoint::OPTIMIZER_FILE);
         checkpoint::verify(&optim_path)?;
-        let optim = optimizer(&train)
+        let optim = module_optimizer(&train)
             .load(&optim_path)
             .map_err(|e| Error::Checkpoint {
                 path: optim_path,
@@ -104,7 +104,7 @@ impl<M: Trainable> Session<M> {
             optim,
             state,
             train,
-            devices: training_devices(device),
+            devices: shards::training_devices(device),
             skipped_in_a_row: 0,
         })
     }
@@ -283,25 +283,6 @@ fn freeze_core_if<M: Module>(train: &TrainConfig, model: M) -> M {
         true => model.freeze_group(ParamGroup::from_regex(r"^core\.").expect("a valid pattern")),
         false => model,
     }
-}
-
-/// `main`, then the other devices chosen for training (`--device a,b,...`), autodiff-enabled
-/// like `main`.
-fn training_devices(main: Device) -> Vec<Device> {
-    let autodiff = main.is_autodiff();
-    let extra = crate::device::extra_devices().into_iter();
-    let extra = extra.map(|d| if autodiff { d.autodiff() } else { d });
-    std::iter::once(main).chain(extra).collect()
-}
-
-/// AdamW with weight decay on weight matrices and embeddings only (not on norms or biases).
-fn optimizer(train: &TrainConfig) -> ModuleOptimizer {
-    let adamw = |decay: f64| AdamW::new(train.beta1, train.beta2, 1e-8, decay as f32);
-    ModuleOptimizer::from(adamw(train.weight_decay)).with_group(
-        ParamGroup::from_any_predicates(vec!["gamma", "beta", "bias"]),
-        adamw(0.0),
-        None,
-    )
 }
 
 /// Touches every parameter so lazily initialised ones are drawn immediately.

@@ -149,6 +149,15 @@ pub(crate) fn step_grads<M: Trainable>(
     })
 }
 
+/// `main`, then the other devices chosen for training (`--device a,b,...`), autodiff-enabled
+/// like `main`.
+pub(crate) fn training_devices(main: Device) -> Vec<Device> {
+    let autodiff = main.is_autodiff();
+    let extra = crate::device::extra_devices().into_iter();
+    let extra = extra.map(|d| if autodiff { d.autodiff() } else { d });
+    std::iter::once(main).chain(extra).collect()
+}
+
 /// Multiplies every gradient of the visited module by `factor`.
 pub(crate) struct Scale<'a> {
     pub grads: &'a mut GradientsParams,

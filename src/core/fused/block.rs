@@ -3,9 +3,10 @@
 //!
 //! The backward pass follows the forward in reverse, as llm.c does for GPT-2.
 
+use super::activation::{activate, activate_backward};
 use super::attention::{attention, attention_backward, Heads};
 use super::gemm::{product, product_pair, Mat};
-use super::kernels::{activate, activate_backward, column_sums, layer_norm, layer_norm_backward};
+use super::kernels::{column_sums, layer_norm, layer_norm_backward};
 use crate::core::Activation;
 
 /// The block's parameters. Each layer takes two slots, its weight (or LayerNorm scale) and then

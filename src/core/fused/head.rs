@@ -10,9 +10,8 @@
 use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::prelude::*;
@@ -20,7 +19,7 @@ use rayon::prelude::*;
 
 use super::gemm::{product, product_pair, Mat};
 use super::kernels::{exp, max, simd, sum};
-use super::{flex, tracked, values, Ad};
+use super::{flex, node, tracked, values, Ad};
 
 /// Rows per parallel task of the softmax.
 const ROWS_PER_TASK: usize = 32;
@@ -48,22 +47,13 @@ pub(crate) fn cross_entropy_sum(
     let d = h_values.layout().shape()[1];
     let (loss, probs) = forward(values(&h_values), values(&w_values), d, targets);
     let out = flex(vec![loss], burn::tensor::Shape::new([1]));
-    let output = match HeadBackward
-        .prepare::<NoCheckpointing>(guards)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let state = StateInner {
-                h: h_values,
-                w: w_values,
-                probs,
-                targets: targets.to_vec(),
-            };
-            prep.finish(State(Arc::new(state)), out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(out),
+    let state = StateInner {
+        h: h_values,
+        w: w_values,
+        probs,
+        targets: targets.to_vec(),
     };
+    let output = node(HeadBackward, guards, State(Arc::new(state)), out);
     Some(Tensor::from_primitive::<Ad>(output))
 }
 
@@ -137,18 +127,14 @@ impl Backward<Flex, 2> for HeadBackward {
             }
         }
         let dlogits_mat = Mat::new(&dlogits, n, v);
+        let (h_mat, w_mat) = (Mat::new(h, n, d), Mat::new(w, v, d));
         let (dw, dh) = match (&ops.parents[0], &ops.parents[1]) {
-            (_, Some(_)) => {
-                let (dw, dh) = product_pair(
-                    (dlogits_mat.t(), Mat::new(h, n, d)),
-                    (dlogits_mat, Mat::new(w, v, d)),
-                );
+            (Some(_), Some(_)) => {
+                let (dw, dh) = product_pair((dlogits_mat.t(), h_mat), (dlogits_mat, w_mat));
                 (Some(dw), Some(dh))
             }
-            (Some(_), None) => (
-                None,
-                Some(product(dlogits_mat, Mat::new(w, v, d), None, None)),
-            ),
+            (None, Some(_)) => (Some(product(dlogits_mat.t(), h_mat, None, None)), None),
+            (Some(_), None) => (None, Some(product(dlogits_mat, w_mat, None, None))),
             (None, None) => (None, None),
         };
         let dims = |t: &FlexTensor| t.layout().shape().clone();

@@ -1,9 +1,7 @@
-//! Row-wise and element-wise kernels of the fused block: LayerNorm, the MLP activations, column
-//! sums, and a vectorizable `exp`/`erf` (libm's scalar `erff` was 6% of a training step).
+//! Row-wise and element-wise kernels of the fused nodes: LayerNorm, column sums, a
+//! vectorizable `exp`, lane-wise reductions, and the parallel `build` of their outputs.
 
 use rayon::prelude::*;
-
-use crate::core::Activation;
 
 /// burn's `LayerNormConfig` default epsilon, which the core's norms use.
 pub(super) const NORM_EPS: f32 = 1e-5;
@@ -40,71 +38,37 @@ pub(super) fn exp(x: f32) -> f32 {
     p * f32::from_bits(shifted.to_bits().wrapping_add(127) << 23)
 }
 
-/// `erf(x)` as `x · P(x²) / Q(x²)`, `P` and `Q` of degree 5, with `x` clamped to ±4 (beyond
-/// it erf rounds to ±1 in f32). The coefficients are a weighted least-squares fit made for this
-/// crate: absolute error 2e-8 in exact arithmetic, about 3e-7 in f32 (tested). Ten fused
-/// multiply-adds and one division, and no `exp`: GELU's forward pass is about three times
-/// cheaper than through Abramowitz and Stegun 7.1.26, which needs `e^{-x²}`.
-#[inline(always)]
-pub(super) fn erf(x: f32) -> f32 {
-    const P: [f32; 6] = [
-        1.128_379,
-        0.196_249_56,
-        0.053_467_177,
-        0.004_003_54,
-        0.000_288_017_04,
-        1.974_558_7e-6,
-    ];
-    const Q: [f32; 6] = [
-        1.0,
-        0.507_252_8,
-        0.116_476_31,
-        0.015_444_266,
-        0.001_216_290_9,
-        3.747_672_2e-5,
-    ];
-    let x = x.clamp(-4.0, 4.0);
-    let t = x * x;
-    (x * horner(&P, t) / horner(&Q, t)).clamp(-1.0, 1.0)
-}
-
 /// `c[0] + c[1]·t + c[2]·t² + ...` in fused multiply-adds.
 #[inline(always)]
-fn horner(c: &[f32], t: f32) -> f32 {
+pub(super) fn horner(c: &[f32], t: f32) -> f32 {
     c.iter().rev().fold(0.0, |acc, &c| acc.mul_add(t, c))
 }
 
-/// `tanh(x)` through `exp`, saturating cleanly for large `|x|`.
-#[inline(always)]
-fn tanh(x: f32) -> f32 {
-    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
-}
-
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-const GELU_CUBIC: f32 = 0.044_715;
-
-/// Runs `f` compiled for AVX-512 or AVX2 when the CPU has it: vectorized 16- or 8-wide
-/// instead of baseline x86-64's 4. Pass `#[inline(always)]` closures, or `f` stays a baseline
-/// function. Every build does the same IEEE operations in the same order (no FMA
-/// contraction, reductions in [`LANES`] fixed partial sums), so the results are identical.
+/// Runs `f` compiled for AVX-512 or AVX2, with FMA, when the CPU has them: vectorized 16- or
+/// 8-wide instead of baseline x86-64's 4. Pass `#[inline(always)]` closures, or `f` stays a
+/// baseline function. Every build does the same IEEE operations in the same order (no implicit
+/// FMA contraction; the kernels' explicit `mul_add`s round once on every CPU, through libm's
+/// `fmaf` on one without FMA; reductions in [`LANES`] fixed partial sums), so the results are
+/// identical.
 #[inline(always)]
 pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            #[target_feature(enable = "avx512f")]
+        let fma = std::arch::is_x86_feature_detected!("fma");
+        if fma && std::arch::is_x86_feature_detected!("avx512f") {
+            #[target_feature(enable = "avx512f,fma")]
             fn avx512<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            // SAFETY: the CPU supports AVX-512F (checked above).
+            // SAFETY: the CPU supports AVX-512F and FMA (checked above).
             return unsafe { avx512(f) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            #[target_feature(enable = "avx2")]
+        if fma && std::arch::is_x86_feature_detected!("avx2") {
+            #[target_feature(enable = "avx2,fma")]
             fn avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            // SAFETY: the CPU supports AVX2 (checked above).
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
             return unsafe { avx2(f) };
         }
     }
@@ -165,7 +129,7 @@ pub(super) fn sum(a: &[f32]) -> f32 {
 }
 
 /// Elements per parallel task in the element-wise kernels.
-const ELEMENTS_PER_TASK: usize = 1 << 14;
+pub(super) const ELEMENTS_PER_TASK: usize = 1 << 14;
 
 /// A new vector of `len` elements, built in parallel: the task for chunk `i` (`chunk` elements,
 /// the last one shorter) zeroes it and then `fill(i, chunk)` writes it.
@@ -200,77 +164,6 @@ pub(super) fn build(len: usize, chunk: usize, fill: impl Fn(usize, &mut [f32]) +
 /// `len` zeros, written in parallel ([`build`]).
 pub(super) fn zeroed(len: usize) -> Vec<f32> {
     build(len, ELEMENTS_PER_TASK, |_, _| {})
-}
-
-/// The activation `act(pre)`, element-wise, in parallel.
-pub(crate) fn activate(act: Activation, pre: &[f32]) -> Vec<f32> {
-    build(pre.len(), ELEMENTS_PER_TASK, |i, out| {
-        let pre = &pre[i * ELEMENTS_PER_TASK..][..out.len()];
-        simd(
-            #[inline(always)]
-            || activate_chunk(act, pre, out),
-        )
-    })
-}
-
-#[inline(always)]
-fn activate_chunk(act: Activation, pre: &[f32], out: &mut [f32]) {
-    match act {
-        Activation::Gelu => {
-            for (o, &x) in out.iter_mut().zip(pre) {
-                *o = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-            }
-        }
-        Activation::GeluTanh => {
-            for (o, &x) in out.iter_mut().zip(pre) {
-                *o = 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)));
-            }
-        }
-        Activation::SquaredRelu => {
-            for (o, &x) in out.iter_mut().zip(pre) {
-                let r = x.max(0.0);
-                *o = r * r;
-            }
-        }
-    }
-}
-
-/// The activation's backward: `grad` (d loss / d act(pre)) becomes d loss / d pre, in place.
-pub(super) fn activate_backward(act: Activation, pre: &[f32], grad: &mut [f32]) {
-    grad.par_chunks_mut(ELEMENTS_PER_TASK)
-        .zip(pre.par_chunks(ELEMENTS_PER_TASK))
-        .for_each(|(grad, pre)| {
-            simd(
-                #[inline(always)]
-                || activate_backward_chunk(act, pre, grad),
-            )
-        });
-}
-
-#[inline(always)]
-fn activate_backward_chunk(act: Activation, pre: &[f32], grad: &mut [f32]) {
-    match act {
-        Activation::Gelu => {
-            // d/dx [x Φ(x)] = Φ(x) + x φ(x), with φ(x) = e^{-x²/2} / √(2π).
-            const INV_SQRT_2PI: f32 = 0.398_942_3;
-            for (g, &x) in grad.iter_mut().zip(pre) {
-                let erf = erf(x * std::f32::consts::FRAC_1_SQRT_2);
-                *g *= 0.5 * (1.0 + erf) + x * exp(-0.5 * x * x) * INV_SQRT_2PI;
-            }
-        }
-        Activation::GeluTanh => {
-            for (g, &x) in grad.iter_mut().zip(pre) {
-                let th = tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x));
-                let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x);
-                *g *= 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du;
-            }
-        }
-        Activation::SquaredRelu => {
-            for (g, &x) in grad.iter_mut().zip(pre) {
-                *g *= 2.0 * x.max(0.0);
-            }
-        }
-    }
 }
 
 /// LayerNorm over rows of width `d`: `out = x̂ · gamma + beta` with `x̂ = (x - mean) · rstd`.

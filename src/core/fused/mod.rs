@@ -1,4 +1,6 @@
-//! A fused, hand-differentiated Transformer block for training on the CPU backend.
+//! Hand-differentiated autodiff nodes for training on the CPU backend: a whole Transformer
+//! block, the final LayerNorm, and a categorical head with its cross-entropy; and the squared
+//! norm of the gradients, for clipping.
 //!
 //! burn differentiates the block op by op: every element-wise step is its own pass over memory
 //! with its own graph node, and exact GELU runs libm's scalar `erff`. Measured on nanoGPT's CPU
@@ -7,15 +9,18 @@
 //! transposes as strides, the row-wise and element-wise work in parallel chunks, and keeps the
 //! activations it needs; the backward pass computes every gradient by hand (`block.rs`).
 //!
-//! Used under autodiff on the CPU backend (`Flex`) for blocks without dropout or rotary
-//! positions; everything else takes the op-by-op path, which the tests compare this one with.
-//! One-sequence decoding ([`super::Transformer`]) reuses the LayerNorm and activation kernels.
+//! Used under autodiff on the CPU backend (`Flex`), the block for blocks without dropout or
+//! rotary positions; everything else takes the op-by-op path, which the tests compare these
+//! with. One-sequence decoding ([`super::Transformer`]) reuses the LayerNorm and activation
+//! kernels.
 
+pub(crate) mod activation;
 mod attention;
 mod block;
 mod gemm;
 mod head;
 pub(crate) mod kernels;
+mod norm;
 #[cfg(test)]
 mod tests;
 
@@ -24,7 +29,7 @@ use std::sync::Arc;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
@@ -36,6 +41,7 @@ use crate::core::Activation;
 use attention::Heads;
 use block::{BlockShape, Params, Saved};
 pub(crate) use head::cross_entropy_sum;
+pub(crate) use norm::layer_norm;
 
 /// The autodiff CPU backend the fused block runs on.
 type Ad = Autodiff<Flex, NoCheckpointing>;
@@ -67,7 +73,12 @@ pub(crate) fn sum_of_squares(tensors: &[Tensor<1>]) -> Option<f64> {
         .collect();
     let sums: Vec<f32> = chunks
         .par_iter()
-        .map(|c| kernels::simd(|| kernels::dot(c, c)))
+        .map(|c| {
+            kernels::simd(
+                #[inline(always)]
+                || kernels::dot(c, c),
+            )
+        })
         .collect();
     Some(sums.iter().map(|&s| s as f64).sum())
 }
@@ -191,21 +202,30 @@ fn register<const N: usize>(
         .collect();
     let (out, saved) = block::forward(&params(&present, &tensors, activation), shape, values(&x));
     let out = flex(out, x.layout().shape().clone());
-    match BlockBackward
-        .prepare::<NoCheckpointing>(guards)
+    let state = StateInner {
+        present,
+        params: tensors,
+        shape,
+        activation,
+        saved,
+    };
+    node(BlockBackward, guards, State(Arc::new(state)), out)
+}
+
+/// `out` as the output of a graph node with these parents, whose backward pass is `step` with
+/// `state`; a plain value when no parent is tracked.
+fn node<const N: usize, S: Backward<Flex, N>>(
+    step: S,
+    parents: [NodeGuard; N],
+    state: S::State,
+    out: FlexTensor,
+) -> Tracked {
+    match step
+        .prepare::<NoCheckpointing>(parents)
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => {
-            let state = StateInner {
-                present,
-                params: tensors,
-                shape,
-                activation,
-                saved,
-            };
-            prep.finish(State(Arc::new(state)), out)
-        }
+        OpsKind::Tracked(prep) => prep.finish(state, out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     }
 }

@@ -6,9 +6,10 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::Distribution;
 
+use super::activation::erf;
 use super::cross_entropy_sum;
 use super::gemm::{product, Mat};
-use super::kernels::{build, erf, exp, max, sum};
+use super::kernels::{build, exp, max, sum};
 use crate::core::block::Block;
 use crate::core::{Activation, Positions, TransformerConfig};
 
@@ -260,24 +261,28 @@ fn fused_cross_entropy_matches_burn_ops_in_value_and_both_gradients() {
     let h = Tensor::random([rows, d], normal, &device()).require_grad();
     let ids: Vec<i64> = (0..rows).map(|i| ((i * 7) % classes) as i64).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(ids, [rows]), &device());
-    let trained = Tensor::random([classes, d], normal, &device()).require_grad();
-    let frozen = trained.clone().detach();
-    for w in [trained, frozen] {
-        let (value, dh, dw) = cross_entropy(&h, &w, &targets, true);
-        let (want, want_dh, want_dw) = cross_entropy(&h, &w, &targets, false);
+    let w = Tensor::random([classes, d], normal, &device()).require_grad();
+    // Both trained, then each frozen in turn.
+    for (h, w) in [
+        (&h, &w),
+        (&h, &w.clone().detach()),
+        (&h.clone().detach(), &w),
+    ] {
+        let (value, dh, dw) = cross_entropy(h, w, &targets, true);
+        let (want, want_dh, want_dw) = cross_entropy(h, w, &targets, false);
         assert!(
             (value - want).abs() <= 1e-5 * want.abs(),
             "{value} != {want}"
         );
-        let err = relative_error(&dh.expect("dh"), &want_dh.expect("reference dh"));
-        assert!(err < 1e-5, "input gradient differs by {err}");
-        match (dw, want_dw) {
-            (Some(dw), Some(want_dw)) => {
-                let err = relative_error(&dw, &want_dw);
-                assert!(err < 1e-5, "weight gradient differs by {err}");
+        for (name, got, want) in [("input", dh, want_dh), ("weight", dw, want_dw)] {
+            match (got, want) {
+                (Some(got), Some(want)) => {
+                    let err = relative_error(&got, &want);
+                    assert!(err < 1e-5, "{name} gradient differs by {err}");
+                }
+                (None, None) => {}
+                (got, _) => panic!("{name} gradient {:?} where burn's is not", got.is_some()),
             }
-            (None, None) => {}
-            (dw, _) => panic!("weight gradient {:?} where burn has none", dw.is_some()),
         }
     }
     let plain = |t: &Tensor<2>| t.clone().inner();
@@ -285,4 +290,51 @@ fn fused_cross_entropy_matches_burn_ops_in_value_and_both_gradients() {
         cross_entropy_sum(&plain(&h), &plain(&h), &targets.inner()).is_none(),
         "off autodiff the caller takes burn's ops"
     );
+}
+
+#[test]
+fn fused_layer_norm_matches_burn_ops_in_values_and_every_gradient() {
+    use burn::nn::LayerNormConfig;
+    for bias in [true, false] {
+        let mut norm = LayerNormConfig::new(32).with_bias(bias).init(&device());
+        // Away from the initial ones and zeros, so that a mix-up would show.
+        let random = |mean| {
+            let t = Tensor::random([32], Distribution::Normal(mean, 0.5), &device());
+            Param::from_tensor(t.require_grad())
+        };
+        norm.gamma = random(1.0);
+        norm.beta = norm.beta.map(|_| random(0.3));
+        let (x, weights) = inputs();
+        let run = |fused: bool| {
+            let y = match fused {
+                true => {
+                    let beta = norm.beta.as_ref().map(|b| b.val());
+                    super::layer_norm(&x, &norm.gamma.val(), beta.as_ref()).expect("under autodiff")
+                }
+                false => norm.forward(x.clone()),
+            };
+            let values = y.clone().into_data().try_into_vec::<f32>().unwrap();
+            let grads = (y * weights.clone()).sum().backward();
+            let grad =
+                |g: Option<Tensor<1>>| g.map(|g| g.into_data().try_into_vec::<f32>().unwrap());
+            let dx = x
+                .grad(&grads)
+                .map(|g| g.into_data().try_into_vec::<f32>().unwrap());
+            let dgamma = grad(norm.gamma.grad(&grads));
+            let dbeta = grad(norm.beta.as_ref().and_then(|b| b.grad(&grads)));
+            (values, [dx, dgamma, dbeta])
+        };
+        let ((fused, fused_grads), (plain, plain_grads)) = (run(true), run(false));
+        assert!(relative_error(&fused, &plain) < 1e-5, "bias {bias}: output");
+        for (i, (f, p)) in fused_grads.iter().zip(&plain_grads).enumerate() {
+            match (f, p) {
+                (Some(f), Some(p)) => {
+                    let err = relative_error(f, p);
+                    assert!(err < 1e-4, "bias {bias}: gradient {i} differs by {err}");
+                }
+                (None, None) => assert!(i == 2 && !bias, "gradient {i} missing"),
+                _ => panic!("bias {bias}: gradient {i} present on one side only"),
+            }
+        }
+    }
 }

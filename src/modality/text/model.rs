@@ -85,11 +85,14 @@ impl TextModel {
         self.logits(h)
     }
 
-    /// Summed cross-entropy (nats) of `targets` under the model, and the number of targets.
-    /// Divide for the mean; summing lets callers score a whole split exactly.
+    /// Summed cross-entropy (nats) of `targets` under the model. Divide by the number of
+    /// targets for the mean; summing lets callers score a whole split exactly.
     ///
     /// # Shapes
     /// - `tokens`, `targets`: `[B, T]`; returns `[1]`.
+    ///
+    /// # Panics
+    /// On an id at or above the vocabulary size (the tokenizer never makes one).
     pub fn loss_sum(&self, tokens: Tensor<2, Int>, targets: Tensor<2, Int>) -> Tensor<1> {
         let [b, t] = targets.dims();
         let h = self.core.forward(self.tok_embed.forward(tokens));
