@@ -110,9 +110,10 @@ impl Block {
         Some(())
     }
 
-    /// The forward pass as one hand-differentiated graph node ([`fused`]), when training on
-    /// the CPU backend; `None` elsewhere.
-    pub(super) fn fused_forward(&self, x: &Tensor<3>) -> Option<Tensor<3>> {
+    /// The forward pass as one hand-differentiated graph node ([`fused`]), with dropout
+    /// probability `dropout`, when training on the CPU backend; `None` elsewhere.
+    pub(super) fn fused_forward(&self, x: &Tensor<3>, dropout: f64) -> Option<Tensor<3>> {
+        let device = x.device();
         let x = tracked(x.clone())?;
         let (qkv, proj, heads) = self.attn.parts();
         let norm = |n: &LayerNorm| Some([Some(tracked(n.gamma.val())?), bias(&n.beta)?]);
@@ -141,6 +142,7 @@ impl Block {
             params,
             heads,
             activation,
+            dropout: (dropout, device),
         }))
     }
 }

@@ -117,10 +117,13 @@ impl Transformer {
                 return y;
             }
         }
-        // Training on the CPU without dropout or rotary positions takes the fused block.
-        let fusable = cache.is_none() && self.rope.is_none() && self.dropout == 0.0;
+        // Training on the CPU without rotary positions takes the fused block.
+        let fusable = cache.is_none() && self.rope.is_none();
         for (i, block) in self.blocks.iter().enumerate() {
-            if let Some(y) = fusable.then(|| block.fused_forward(&x)).flatten() {
+            if let Some(y) = fusable
+                .then(|| block.fused_forward(&x, self.dropout))
+                .flatten()
+            {
                 x = y;
                 continue;
             }

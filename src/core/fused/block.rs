@@ -4,7 +4,7 @@
 //! The backward pass follows the forward in reverse, as llm.c does for GPT-2.
 
 use super::activation::{activate, activate_backward};
-use super::attention::{attention, attention_backward, Heads};
+use super::attention::{attention, attention_backward, mask_in_place, Heads};
 use super::gemm::{product, product_pair, Mat};
 use super::kernels::{column_sums, layer_norm, layer_norm_backward};
 use crate::core::Activation;
@@ -49,6 +49,20 @@ pub(super) struct BlockShape {
     pub d_ff: usize,
 }
 
+/// The 0/1 dropout masks of one forward pass, and the chance of keeping an element (kept
+/// ones are divided by it), as the op-by-op block applies dropout: to the attention
+/// probabilities and to the outputs of the attention and the MLP, before the residual adds.
+#[derive(Debug)]
+pub(super) struct Dropout {
+    pub keep: f32,
+    /// `[batch, heads, len, len]`
+    pub attn: Vec<f32>,
+    /// `[batch·len, d]`
+    pub proj: Vec<f32>,
+    /// `[batch·len, d]`
+    pub mlp: Vec<f32>,
+}
+
 /// Activations the backward pass reads.
 #[derive(Debug)]
 pub(super) struct Saved {
@@ -57,6 +71,8 @@ pub(super) struct Saved {
     norm1: Vec<f32>,
     qkv: Vec<f32>,
     probs: Vec<f32>,
+    /// The probabilities after dropout, in a block with dropout.
+    dropped: Option<Vec<f32>>,
     attended: Vec<f32>,
     xhat2: Vec<f32>,
     rstd2: Vec<f32>,
@@ -66,22 +82,31 @@ pub(super) struct Saved {
 }
 
 /// The forward pass of `x` (`[batch·len, d]`): the output, and what the backward pass needs.
-pub(super) fn forward(p: &Params, s: BlockShape, x: &[f32]) -> (Vec<f32>, Saved) {
+pub(super) fn forward(
+    p: &Params,
+    s: BlockShape,
+    x: &[f32],
+    dropout: Option<&Dropout>,
+) -> (Vec<f32>, Saved) {
     let d = s.heads.d;
     let (norm1, xhat1, rstd1) = layer_norm(x, d, p.get(NORM1), p.bias(NORM1));
     let qkv = p.linear(QKV, &norm1, d, None);
-    let (attended, probs) = attention(&qkv, s.heads);
-    let x1 = p.linear(PROJ, &attended, d, Some(x));
+    let attn_mask = dropout.map(|m| (&m.attn[..], m.keep));
+    let (attended, probs, dropped) = attention(&qkv, s.heads, attn_mask);
+    let proj_mask = dropout.map(|m| (&m.proj[..], m.keep));
+    let x1 = residual_branch(p, PROJ, &attended, d, x, proj_mask);
     let (norm2, xhat2, rstd2) = layer_norm(&x1, d, p.get(NORM2), p.bias(NORM2));
     let pre = p.linear(FC_IN, &norm2, d, None);
     let act = activate(p.activation, &pre);
-    let out = p.linear(FC_OUT, &act, s.d_ff, Some(&x1));
+    let mlp_mask = dropout.map(|m| (&m.mlp[..], m.keep));
+    let out = residual_branch(p, FC_OUT, &act, s.d_ff, &x1, mlp_mask);
     let saved = Saved {
         xhat1,
         rstd1,
         norm1,
         qkv,
         probs,
+        dropped,
         attended,
         xhat2,
         rstd2,
@@ -90,6 +115,38 @@ pub(super) fn forward(p: &Params, s: BlockShape, x: &[f32]) -> (Vec<f32>, Saved)
         act,
     };
     (out, saved)
+}
+
+/// `residual + dropout(x · W + b)` for the linear layer at slot `i`.
+fn residual_branch(
+    p: &Params,
+    i: usize,
+    x: &[f32],
+    d_in: usize,
+    residual: &[f32],
+    mask: Option<(&[f32], f32)>,
+) -> Vec<f32> {
+    let Some((mask, keep)) = mask else {
+        return p.linear(i, x, d_in, Some(residual));
+    };
+    let mut y = p.linear(i, x, d_in, None);
+    mask_in_place(&mut y, mask, keep);
+    for (y, r) in y.iter_mut().zip(residual) {
+        *y += r;
+    }
+    y
+}
+
+/// `grad` through a dropout mask, or `grad` itself without one.
+fn through_mask<'a>(grad: &'a [f32], mask: Option<(&[f32], f32)>) -> std::borrow::Cow<'a, [f32]> {
+    match mask {
+        None => grad.into(),
+        Some((mask, keep)) => {
+            let mut g = grad.to_vec();
+            mask_in_place(&mut g, mask, keep);
+            g.into()
+        }
+    }
 }
 
 /// Gradients of the block: d loss / d x, and for each parameter slot whose `wanted` flag is
@@ -104,13 +161,15 @@ pub(super) fn backward(
     p: &Params,
     s: BlockShape,
     saved: &Saved,
+    dropout: Option<&Dropout>,
     dout: &[f32],
     wanted: [bool; 12],
 ) -> Grads {
     let d = s.heads.d;
     let mut params: [Option<Vec<f32>>; 12] = Default::default();
-    // MLP: out = x1 + act(norm2 · W_in + b_in) · W_out + b_out.
-    let mut dact = linear_backward(p, FC_OUT, &saved.act, dout, s.d_ff, wanted, &mut params);
+    // MLP: out = x1 + dropout(act(norm2 · W_in + b_in) · W_out + b_out).
+    let dmlp = through_mask(dout, dropout.map(|m| (&m.mlp[..], m.keep)));
+    let mut dact = linear_backward(p, FC_OUT, &saved.act, &dmlp, s.d_ff, wanted, &mut params);
     activate_backward(p.activation, &saved.pre, &mut dact);
     let dnorm2 = linear_backward(p, FC_IN, &saved.norm2, &dact, d, wanted, &mut params);
     let dx1 = norm_backward(
@@ -123,9 +182,12 @@ pub(super) fn backward(
         &mut params,
         dout,
     );
-    // Attention: x1 = x + attn(norm1 · W_qkv + b_qkv) · W_proj + b_proj.
-    let dattended = linear_backward(p, PROJ, &saved.attended, &dx1, d, wanted, &mut params);
-    let dqkv = attention_backward(&saved.qkv, &saved.probs, &dattended, s.heads);
+    // Attention: x1 = x + dropout(attn(norm1 · W_qkv + b_qkv) · W_proj + b_proj).
+    let dproj = through_mask(&dx1, dropout.map(|m| (&m.proj[..], m.keep)));
+    let dattended = linear_backward(p, PROJ, &saved.attended, &dproj, d, wanted, &mut params);
+    let attn_dropout = dropout.zip(saved.dropped.as_deref());
+    let attn_dropout = attn_dropout.map(|(m, dropped)| (&m.attn[..], m.keep, dropped));
+    let dqkv = attention_backward(&saved.qkv, &saved.probs, attn_dropout, &dattended, s.heads);
     let dnorm1 = linear_backward(p, QKV, &saved.norm1, &dqkv, d, wanted, &mut params);
     let dx = norm_backward(
         p,

@@ -17,6 +17,8 @@
 pub(crate) mod activation;
 mod attention;
 mod block;
+#[cfg(test)]
+mod dropout_tests;
 mod gemm;
 mod head;
 pub(crate) mod kernels;
@@ -34,12 +36,12 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use burn::tensor::DType;
+use burn::tensor::{DType, Distribution};
 use rayon::prelude::*;
 
 use crate::core::Activation;
 use attention::Heads;
-use block::{BlockShape, Params, Saved};
+use block::{BlockShape, Dropout, Params, Saved};
 pub(crate) use head::cross_entropy_sum;
 pub(crate) use norm::layer_norm;
 
@@ -90,6 +92,9 @@ pub(crate) struct BlockInputs {
     pub params: [Option<Tracked>; 12],
     pub heads: usize,
     pub activation: Activation,
+    /// The dropout probability, and the device whose random generator draws the masks (as
+    /// the op-by-op block draws its own).
+    pub dropout: (f64, Device),
 }
 
 /// The block's output, registered in the autodiff graph with a hand-written backward step.
@@ -108,12 +113,18 @@ pub(crate) fn block(inputs: BlockInputs) -> Tensor<3> {
         },
         d_ff,
     };
-    let present: Vec<usize> = (0..12).filter(|&i| inputs.params[i].is_some()).collect();
+    let (prob, device) = inputs.dropout;
+    let setup = Setup {
+        present: (0..12).filter(|&i| inputs.params[i].is_some()).collect(),
+        shape,
+        activation: inputs.activation,
+        dropout: (prob > 0.0).then(|| dropout_masks(shape, prob, &device)),
+    };
     let mut nodes = vec![inputs.x];
     nodes.extend(inputs.params.into_iter().flatten());
     let output = match nodes.len() {
-        13 => register::<13>(nodes, present, shape, inputs.activation),
-        7 => register::<7>(nodes, present, shape, inputs.activation),
+        13 => register::<13>(nodes, setup),
+        7 => register::<7>(nodes, setup),
         n => unreachable!("a block has 6 or 12 parameters, not {}", n - 1),
     };
     Tensor::from_primitive::<Ad>(output)
@@ -130,6 +141,7 @@ struct StateInner {
     params: Vec<FlexTensor>,
     shape: BlockShape,
     activation: Activation,
+    dropout: Option<Dropout>,
     saved: Saved,
 }
 
@@ -162,6 +174,7 @@ impl<const N: usize> Backward<Flex, N> for BlockBackward {
             &params(&state.present, &state.params, state.activation),
             state.shape,
             &state.saved,
+            state.dropout.as_ref(),
             values(&dout),
             wanted,
         );
@@ -183,12 +196,44 @@ impl<const N: usize> Backward<Flex, N> for BlockBackward {
     }
 }
 
-fn register<const N: usize>(
-    nodes: Vec<Tracked>,
+/// Fresh 0/1 masks for one forward pass with dropout probability `prob`.
+fn dropout_masks(shape: BlockShape, prob: f64, device: &Device) -> Dropout {
+    let keep = 1.0 - prob;
+    let draw = |n: usize| -> Vec<f32> {
+        let mask = Tensor::<1>::random([n], Distribution::Bernoulli(keep), device);
+        let data = mask.into_data().convert::<f32>();
+        data.try_into_vec().expect("f32 after conversion")
+    };
+    let Heads {
+        batch,
+        len,
+        d,
+        heads,
+    } = shape.heads;
+    Dropout {
+        keep: keep as f32,
+        attn: draw(batch * heads * len * len),
+        proj: draw(batch * len * d),
+        mlp: draw(batch * len * d),
+    }
+}
+
+/// What a block's node is built with besides its tensors.
+struct Setup {
+    /// Parameter slot of each graph parent after the input.
     present: Vec<usize>,
     shape: BlockShape,
     activation: Activation,
-) -> Tracked {
+    dropout: Option<Dropout>,
+}
+
+fn register<const N: usize>(nodes: Vec<Tracked>, setup: Setup) -> Tracked {
+    let Setup {
+        present,
+        shape,
+        activation,
+        dropout,
+    } = setup;
     let guards: [_; N] = nodes
         .iter()
         .map(|t| t.node())
@@ -200,13 +245,15 @@ fn register<const N: usize>(
         .iter()
         .map(|t| t.primitive().to_contiguous())
         .collect();
-    let (out, saved) = block::forward(&params(&present, &tensors, activation), shape, values(&x));
+    let block_params = params(&present, &tensors, activation);
+    let (out, saved) = block::forward(&block_params, shape, values(&x), dropout.as_ref());
     let out = flex(out, x.layout().shape().clone());
     let state = StateInner {
         present,
         params: tensors,
         shape,
         activation,
+        dropout,
         saved,
     };
     node(BlockBackward, guards, State(Arc::new(state)), out)

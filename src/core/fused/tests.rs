@@ -13,11 +13,11 @@ use super::kernels::{build, exp, max, sum};
 use crate::core::block::Block;
 use crate::core::{Activation, Positions, TransformerConfig};
 
-fn device() -> Device {
+pub(super) fn device() -> Device {
     crate::default_device().autodiff()
 }
 
-fn block(activation: Activation, bias: bool) -> Block {
+pub(super) fn block(activation: Activation, bias: bool) -> Block {
     let config = TransformerConfig {
         positions: Positions::Learned,
         activation,
@@ -50,7 +50,7 @@ fn run(
 ) -> (Vec<f32>, Vec<Option<Vec<f32>>>) {
     let out = if fused {
         block
-            .fused_forward(x)
+            .fused_forward(x, 0.0)
             .expect("the fused path runs under autodiff on the CPU")
     } else {
         block.forward(x.clone(), None, None, 0, 0.0)
@@ -80,7 +80,7 @@ fn relative_error(a: &[f32], reference: &[f32]) -> f32 {
         / scale
 }
 
-fn inputs() -> (Tensor<3>, Tensor<3>) {
+pub(super) fn inputs() -> (Tensor<3>, Tensor<3>) {
     let x = Tensor::random([2, 37, 32], Distribution::Normal(0.0, 1.0), &device()).require_grad();
     let weights = Tensor::random([2, 37, 32], Distribution::Normal(0.0, 1.0), &device());
     (x, weights)
