@@ -9,10 +9,11 @@
 //! transposes as strides, the row-wise and element-wise work in parallel chunks, and keeps the
 //! activations it needs; the backward pass computes every gradient by hand (`block.rs`).
 //!
-//! Used under autodiff on the CPU backend (`Flex`), the block for blocks without dropout or
-//! rotary positions; everything else takes the op-by-op path, which the tests compare these
-//! with. One-sequence decoding ([`super::Transformer`]) reuses the LayerNorm and activation
-//! kernels.
+//! Used under autodiff on the CPU backend (`Flex`), the block for blocks without rotary
+//! positions; everything else takes the op-by-op path, which the tests compare these with. With
+//! dropout, the block draws the op-by-op block's masks, in its order, from the same seeded
+//! generator, so a run's losses do not depend on which path ran. One-sequence decoding
+//! ([`super::Transformer`]) reuses the LayerNorm and activation kernels.
 
 pub(crate) mod activation;
 mod attention;
