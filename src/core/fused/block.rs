@@ -250,5 +250,5 @@ fn norm_backward(
     if wanted[i + 1] {
         grads[i + 1] = Some(column_sums(dout, None, gamma.len()));
     }
-    layer_norm_backward(dout, xhat, rstd, gamma, residual)
+    layer_norm_backward(dout, xhat, rstd, gamma, Some(residual))
 }

@@ -41,17 +41,16 @@ pub(crate) fn cross_entropy_sum(
         .iter::<i64>()
         .map(|t| usize::try_from(t).expect("token ids are not negative"))
         .collect();
-    let targets = &targets[..];
     let guards = [h.node(), w.node()];
     let (h_values, w_values) = (h.primitive().to_contiguous(), w.primitive().to_contiguous());
     let d = h_values.layout().shape()[1];
-    let (loss, probs) = forward(values(&h_values), values(&w_values), d, targets);
+    let (loss, probs) = forward(values(&h_values), values(&w_values), d, &targets);
     let out = flex(vec![loss], burn::tensor::Shape::new([1]));
     let state = StateInner {
         h: h_values,
         w: w_values,
         probs,
-        targets: targets.to_vec(),
+        targets,
     };
     let output = node(HeadBackward, guards, State(Arc::new(state)), out);
     Some(Tensor::from_primitive::<Ad>(output))

@@ -219,37 +219,39 @@ pub(crate) fn layer_norm(
     (out, xhat, rstd)
 }
 
-/// LayerNorm's backward for the input: `residual` plus d loss / d x, given `dout` (d loss /
-/// d out). The residual is the gradient that reaches the norm's input along the skip path.
+/// LayerNorm's backward for the input: d loss / d x, plus `residual` if any, given `dout`
+/// (d loss / d out). The residual is the gradient that reaches the norm's input along the skip
+/// path; each task copies its rows of it into place first, as [`super::gemm::product`] does.
 pub(super) fn layer_norm_backward(
     dout: &[f32],
     xhat: &[f32],
     rstd: &[f32],
     gamma: &[f32],
-    residual: &[f32],
+    residual: Option<&[f32]>,
 ) -> Vec<f32> {
     let d = gamma.len();
     let task = ROWS_PER_TASK * d;
     build(dout.len(), task, |i, dx| {
         let at = i * task..i * task + dx.len();
-        let (dout, xhat, residual) = (&dout[at.clone()], &xhat[at.clone()], &residual[at]);
+        if let Some(residual) = residual {
+            dx.copy_from_slice(&residual[at.clone()]);
+        }
+        let (dout, xhat) = (&dout[at.clone()], &xhat[at]);
         let rstd = &rstd[i * ROWS_PER_TASK..];
         simd(
             #[inline(always)]
             || {
                 let mut g = vec![0.0f32; d];
                 let rows = dx.chunks_mut(d).zip(dout.chunks(d)).zip(xhat.chunks(d));
-                for ((((dx, dout), xhat), residual), &rstd) in
-                    rows.zip(residual.chunks(d)).zip(rstd)
-                {
+                for (((dx, dout), xhat), &rstd) in rows.zip(rstd) {
                     // With g = dout · gamma: dx = rstd · (g - mean(g) - x̂ · mean(g · x̂)).
                     for ((g, o), w) in g.iter_mut().zip(dout).zip(gamma) {
                         *g = o * w;
                     }
                     let mean_g = sum(&g) / d as f32;
                     let mean_gx = dot(&g, xhat) / d as f32;
-                    for (((dx, g), h), r) in dx.iter_mut().zip(&g).zip(xhat).zip(residual) {
-                        *dx = r + rstd * (g - mean_g - h * mean_gx);
+                    for ((dx, g), h) in dx.iter_mut().zip(&g).zip(xhat) {
+                        *dx += rstd * (g - mean_g - h * mean_gx);
                     }
                 }
             },

@@ -11,7 +11,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::prelude::*;
 
-use super::kernels::{column_sums, layer_norm_backward, zeroed};
+use super::kernels::{column_sums, layer_norm_backward};
 use super::{flex, kernels, node, tracked, values, Ad};
 
 /// `x̂ · gamma + beta` over the last dimension of `x`, with `x̂` normalized to zero mean and
@@ -85,18 +85,18 @@ impl<const N: usize> Backward<Flex, N> for NormBackward {
         let dout = grads.consume::<Flex>(&ops.node).to_contiguous();
         let (dout_values, gamma) = (values(&dout), values(&state.gamma));
         let d = gamma.len();
-        let mut register = |i: usize, grad: &dyn Fn() -> Vec<f32>, shape: burn::tensor::Shape| {
-            if let Some(Some(node)) = ops.parents.get(i) {
-                grads.register::<Flex>(node.id, flex(grad(), shape));
-            }
-        };
-        let no_residual = || zeroed(dout_values.len());
-        let dx =
-            || layer_norm_backward(dout_values, &state.xhat, &state.rstd, gamma, &no_residual());
-        register(0, &dx, dout.layout().shape().clone());
-        let dgamma = || column_sums(dout_values, Some(&state.xhat), d);
-        register(1, &dgamma, burn::tensor::Shape::new([d]));
-        let dbeta = || column_sums(dout_values, None, d);
-        register(2, &dbeta, burn::tensor::Shape::new([d]));
+        let parent = |i: usize| ops.parents.get(i).and_then(Option::as_ref).map(|n| n.id);
+        if let Some(id) = parent(0) {
+            let dx = layer_norm_backward(dout_values, &state.xhat, &state.rstd, gamma, None);
+            grads.register::<Flex>(id, flex(dx, dout.layout().shape().clone()));
+        }
+        let (xhat, width) = (&state.xhat, burn::tensor::Shape::new([d]));
+        if let Some(id) = parent(1) {
+            let dgamma = column_sums(dout_values, Some(xhat), d);
+            grads.register::<Flex>(id, flex(dgamma, width.clone()));
+        }
+        if let Some(id) = parent(2) {
+            grads.register::<Flex>(id, flex(column_sums(dout_values, None, d), width));
+        }
     }
 }
