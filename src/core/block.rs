@@ -4,11 +4,13 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, gelu_approximate, relu};
 
+use std::sync::Arc;
+
 use burn::module::Param;
 
 use super::attention::Attention;
 use super::cache::LayerCache;
-use super::fused::{self, tracked, BlockInputs, Tracked};
+use super::fused::{self, tracked, BlockInputs, Rotary, Tracked};
 use super::matvec::{add_to, layer_norm_row, linear, linear_row};
 use super::rope::Rope;
 use super::{dropout, Activation, TransformerConfig, INIT_STD};
@@ -111,8 +113,14 @@ impl Block {
     }
 
     /// The forward pass as one hand-differentiated graph node ([`fused`]), with dropout
-    /// probability `dropout`, when training on the CPU backend; `None` elsewhere.
-    pub(super) fn fused_forward(&self, x: &Tensor<3>, dropout: f64) -> Option<Tensor<3>> {
+    /// probability `dropout` and rotary positions `rotary` (tables for `x`'s length) if any,
+    /// when training on the CPU backend; `None` elsewhere.
+    pub(super) fn fused_forward(
+        &self,
+        x: &Tensor<3>,
+        dropout: f64,
+        rotary: Option<&Arc<Rotary>>,
+    ) -> Option<Tensor<3>> {
         let device = x.device();
         let x = tracked(x.clone())?;
         let (qkv, proj, heads) = self.attn.parts();
@@ -142,6 +150,7 @@ impl Block {
             params,
             heads,
             activation,
+            rotary: rotary.cloned(),
             dropout: (dropout, device),
         }))
     }

@@ -20,6 +20,8 @@ pub use cache::KvCache;
 pub use config::{Activation, Positions, TransformerConfig};
 pub(crate) use fused::{cross_entropy_sum, sum_of_squares};
 
+use std::sync::Arc;
+
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -117,11 +119,15 @@ impl Transformer {
                 return y;
             }
         }
-        // Training on the CPU without rotary positions takes the fused block.
-        let fusable = cache.is_none() && self.rope.is_none();
+        // Training on the CPU takes the fused block.
+        let fusable = cache.is_none() && x.device().is_autodiff();
+        let rotary = match &self.rope {
+            Some(rope) if fusable => Some(Arc::new(rope.rotary(t))),
+            _ => None,
+        };
         for (i, block) in self.blocks.iter().enumerate() {
             if let Some(y) = fusable
-                .then(|| block.fused_forward(&x, self.dropout))
+                .then(|| block.fused_forward(&x, self.dropout, rotary.as_ref()))
                 .flatten()
             {
                 x = y;

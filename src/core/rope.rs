@@ -3,6 +3,8 @@
 
 use burn::prelude::*;
 
+use super::fused::Rotary;
+
 /// Precomputed cos/sin tables, `[max_seq_len, head_dim]`. Constants: never saved or trained.
 #[derive(Module, Debug)]
 pub struct Rope {
@@ -52,6 +54,23 @@ impl Rope {
         let x2 = x.clone().narrow(3, half, half);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3); // (-x2, x1)
         x * cos + rotated * sin
+    }
+
+    /// The tables of positions `0..len` for the fused block: `[len, head_dim/2]` each (the
+    /// columns past `head_dim/2` repeat the first half).
+    pub(crate) fn rotary(&self, len: usize) -> Rotary {
+        let half = self.cos.dims()[1] / 2;
+        let values = |table: &Tensor<2>| {
+            let data = table
+                .clone()
+                .narrow(0, 0, len)
+                .narrow(1, 0, half)
+                .into_data();
+            data.convert::<f32>()
+                .try_into_vec()
+                .expect("f32 after conversion")
+        };
+        Rotary::new(values(&self.cos), values(&self.sin))
     }
 
     /// [`Rope::apply`] for one position `pos` of raw rows `x` (any number of `hd`-wide heads,

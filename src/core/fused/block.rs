@@ -7,6 +7,7 @@ use super::activation::{activate, activate_backward};
 use super::attention::{attention, attention_backward, mask_in_place, Heads};
 use super::gemm::{product, product_pair, Mat};
 use super::kernels::{column_sums, layer_norm, layer_norm_backward};
+use super::rotary::Rotary;
 use crate::core::Activation;
 
 /// The block's parameters. Each layer takes two slots, its weight (or LayerNorm scale) and then
@@ -15,6 +16,8 @@ use crate::core::Activation;
 pub(super) struct Params<'a> {
     pub tensors: [Option<&'a [f32]>; 12],
     pub activation: Activation,
+    /// Rotary positions for the queries and keys, in a model with them.
+    pub rotary: Option<&'a Rotary>,
 }
 
 const NORM1: usize = 0;
@@ -69,6 +72,7 @@ pub(super) struct Saved {
     xhat1: Vec<f32>,
     rstd1: Vec<f32>,
     norm1: Vec<f32>,
+    /// After the rotation, in a model with rotary positions.
     qkv: Vec<f32>,
     probs: Vec<f32>,
     /// The probabilities after dropout, in a block with dropout.
@@ -90,7 +94,10 @@ pub(super) fn forward(
 ) -> (Vec<f32>, Saved) {
     let d = s.heads.d;
     let (norm1, xhat1, rstd1) = layer_norm(x, d, p.get(NORM1), p.bias(NORM1));
-    let qkv = p.linear(QKV, &norm1, d, None);
+    let mut qkv = p.linear(QKV, &norm1, d, None);
+    if let Some(rotary) = p.rotary {
+        rotary.rotate(&mut qkv, s.heads, false);
+    }
     let attn_mask = dropout.map(|m| (&m.attn[..], m.keep));
     let (attended, probs, dropped) = attention(&qkv, s.heads, attn_mask);
     let proj_mask = dropout.map(|m| (&m.proj[..], m.keep));
@@ -187,7 +194,10 @@ pub(super) fn backward(
     let dattended = linear_backward(p, PROJ, &saved.attended, &dproj, d, wanted, &mut params);
     let attn_dropout = dropout.zip(saved.dropped.as_deref());
     let attn_dropout = attn_dropout.map(|(m, dropped)| (&m.attn[..], m.keep, dropped));
-    let dqkv = attention_backward(&saved.qkv, &saved.probs, attn_dropout, &dattended, s.heads);
+    let mut dqkv = attention_backward(&saved.qkv, &saved.probs, attn_dropout, &dattended, s.heads);
+    if let Some(rotary) = p.rotary {
+        rotary.rotate(&mut dqkv, s.heads, true);
+    }
     let dnorm1 = linear_backward(p, QKV, &saved.norm1, &dqkv, d, wanted, &mut params);
     let dx = norm_backward(
         p,

@@ -48,6 +48,7 @@ fn slice_params(tensors: &[Vec<f32>]) -> Params<'_> {
     Params {
         tensors: slots,
         activation: Activation::Gelu,
+        rotary: None,
     }
 }
 
@@ -159,11 +160,11 @@ fn fused_dropout_draws_its_masks_from_the_seeded_device() {
     let run = |seed: u64| {
         let _rng = crate::rng::lock_device_rng();
         device().seed(seed);
-        let y = block.fused_forward(&x, 0.3).expect("fused");
+        let y = block.fused_forward(&x, 0.3, None).expect("fused");
         y.into_data().try_into_vec::<f32>().unwrap()
     };
     let plain = block
-        .fused_forward(&x, 0.0)
+        .fused_forward(&x, 0.0, None)
         .unwrap()
         .into_data()
         .try_into_vec::<f32>()

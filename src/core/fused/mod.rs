@@ -9,8 +9,8 @@
 //! transposes as strides, the row-wise and element-wise work in parallel chunks, and keeps the
 //! activations it needs; the backward pass computes every gradient by hand (`block.rs`).
 //!
-//! Used under autodiff on the CPU backend (`Flex`), the block for blocks without rotary
-//! positions; everything else takes the op-by-op path, which the tests compare these with. With
+//! Used under autodiff on the CPU backend (`Flex`), for learned and rotary positions alike
+//! (`rotary.rs`); everything else takes the op-by-op path, which the tests compare these with. With
 //! dropout, the block draws the op-by-op block's masks, in its order, from the same seeded
 //! generator, so a run's losses do not depend on which path ran. One-sequence decoding
 //! ([`super::Transformer`]) reuses the LayerNorm and activation kernels.
@@ -24,6 +24,7 @@ mod gemm;
 mod head;
 pub(crate) mod kernels;
 mod norm;
+mod rotary;
 #[cfg(test)]
 mod tests;
 
@@ -45,6 +46,7 @@ use attention::Heads;
 use block::{BlockShape, Dropout, Params, Saved};
 pub(crate) use head::cross_entropy_sum;
 pub(crate) use norm::layer_norm;
+pub(crate) use rotary::Rotary;
 
 /// The autodiff CPU backend the fused block runs on.
 type Ad = Autodiff<Flex, NoCheckpointing>;
@@ -93,6 +95,8 @@ pub(crate) struct BlockInputs {
     pub params: [Option<Tracked>; 12],
     pub heads: usize,
     pub activation: Activation,
+    /// Rotary positions, in a model with them (tables for the input's length).
+    pub rotary: Option<Arc<Rotary>>,
     /// The dropout probability, and the device whose random generator draws the masks (as
     /// the op-by-op block draws its own).
     pub dropout: (f64, Device),
@@ -119,6 +123,7 @@ pub(crate) fn block(inputs: BlockInputs) -> Tensor<3> {
         present: (0..12).filter(|&i| inputs.params[i].is_some()).collect(),
         shape,
         activation: inputs.activation,
+        rotary: inputs.rotary,
         dropout: (prob > 0.0).then(|| dropout_masks(shape, prob, &device)),
     };
     let mut nodes = vec![inputs.x];
@@ -142,12 +147,18 @@ struct StateInner {
     params: Vec<FlexTensor>,
     shape: BlockShape,
     activation: Activation,
+    rotary: Option<Arc<Rotary>>,
     dropout: Option<Dropout>,
     saved: Saved,
 }
 
 /// The parameters' values in their slots.
-fn params<'a>(present: &[usize], tensors: &'a [FlexTensor], activation: Activation) -> Params<'a> {
+fn params<'a>(
+    present: &[usize],
+    tensors: &'a [FlexTensor],
+    activation: Activation,
+    rotary: Option<&'a Rotary>,
+) -> Params<'a> {
     let mut slots = [None; 12];
     for (&slot, t) in present.iter().zip(tensors) {
         slots[slot] = Some(values(t));
@@ -155,6 +166,7 @@ fn params<'a>(present: &[usize], tensors: &'a [FlexTensor], activation: Activati
     Params {
         tensors: slots,
         activation,
+        rotary,
     }
 }
 
@@ -172,7 +184,12 @@ impl<const N: usize> Backward<Flex, N> for BlockBackward {
             wanted[slot] = parent.is_some();
         }
         let g = block::backward(
-            &params(&state.present, &state.params, state.activation),
+            &params(
+                &state.present,
+                &state.params,
+                state.activation,
+                state.rotary.as_deref(),
+            ),
             state.shape,
             &state.saved,
             state.dropout.as_ref(),
@@ -225,6 +242,7 @@ struct Setup {
     present: Vec<usize>,
     shape: BlockShape,
     activation: Activation,
+    rotary: Option<Arc<Rotary>>,
     dropout: Option<Dropout>,
 }
 
@@ -233,6 +251,7 @@ fn register<const N: usize>(nodes: Vec<Tracked>, setup: Setup) -> Tracked {
         present,
         shape,
         activation,
+        rotary,
         dropout,
     } = setup;
     let guards: [_; N] = nodes
@@ -246,7 +265,7 @@ fn register<const N: usize>(nodes: Vec<Tracked>, setup: Setup) -> Tracked {
         .iter()
         .map(|t| t.primitive().to_contiguous())
         .collect();
-    let block_params = params(&present, &tensors, activation);
+    let block_params = params(&present, &tensors, activation, rotary.as_deref());
     let (out, saved) = block::forward(&block_params, shape, values(&x), dropout.as_ref());
     let out = flex(out, x.layout().shape().clone());
     let state = StateInner {
@@ -254,6 +273,7 @@ fn register<const N: usize>(nodes: Vec<Tracked>, setup: Setup) -> Tracked {
         params: tensors,
         shape,
         activation,
+        rotary,
         dropout,
         saved,
     };

@@ -1,5 +1,7 @@
 //! The fused block against burn's own ops: values, every gradient, and the kernels' accuracy.
 
+use std::sync::Arc;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -11,6 +13,7 @@ use super::cross_entropy_sum;
 use super::gemm::{product, Mat};
 use super::kernels::{build, exp, max, sum};
 use crate::core::block::Block;
+use crate::core::rope::Rope;
 use crate::core::{Activation, Positions, TransformerConfig};
 
 pub(super) fn device() -> Device {
@@ -24,7 +27,19 @@ pub(super) fn block(activation: Activation, bias: bool) -> Block {
         bias,
         ..TransformerConfig::tiny()
     };
-    config.init_block(&device())
+    let block = config.init_block(&device());
+    block.visit(&mut Initialise);
+    block
+}
+
+/// Reads every parameter, so that burn's lazy initialisation draws from the device's random
+/// generator now and not inside a later seeded run, where it would shift the dropout masks.
+struct Initialise;
+
+impl ModuleVisitor for Initialise {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        param.val();
+    }
 }
 
 /// Every float parameter's gradient, in visiting order (`None` for one without).
@@ -48,12 +63,27 @@ fn run(
     weights: &Tensor<3>,
     fused: bool,
 ) -> (Vec<f32>, Vec<Option<Vec<f32>>>) {
+    run_with(block, x, weights, fused, None, 0.0)
+}
+
+/// [`run`] with rotary positions and dropout, its masks drawn from a freshly seeded device.
+fn run_with(
+    block: &Block,
+    x: &Tensor<3>,
+    weights: &Tensor<3>,
+    fused: bool,
+    rope: Option<&Rope>,
+    dropout: f64,
+) -> (Vec<f32>, Vec<Option<Vec<f32>>>) {
+    let _rng = crate::rng::lock_device_rng();
+    device().seed(42);
     let out = if fused {
+        let rotary = rope.map(|r| Arc::new(r.rotary(x.dims()[1])));
         block
-            .fused_forward(x, 0.0)
+            .fused_forward(x, dropout, rotary.as_ref())
             .expect("the fused path runs under autodiff on the CPU")
     } else {
-        block.forward(x.clone(), None, None, 0, 0.0)
+        block.forward(x.clone(), rope, None, 0, dropout)
     };
     let values = out.clone().into_data().try_into_vec::<f32>().unwrap();
     let grads = (out * weights.clone()).sum().backward();
@@ -109,6 +139,36 @@ fn fused_block_matches_burn_ops_in_values_and_every_gradient() {
                 let err = relative_error(f, p);
                 assert!(err < 1e-4, "{case}: gradient {i} differs by {err}");
             }
+        }
+    }
+}
+
+#[test]
+fn fused_block_with_rotary_positions_and_dropout_matches_burn_ops() {
+    let (x, weights) = inputs();
+    let [_, len, d] = x.dims();
+    let heads = TransformerConfig::tiny().n_heads;
+    let rope = Rope::new(d / heads, len + 3, 10_000.0, &device());
+    for dropout in [0.0, 0.2] {
+        let block = block(Activation::SquaredRelu, false);
+        let (fused, fused_grads) = run_with(&block, &x, &weights, true, Some(&rope), dropout);
+        let (plain, plain_grads) = run_with(&block, &x, &weights, false, Some(&rope), dropout);
+        let (_, unrotated_grads) = run_with(&block, &x, &weights, true, None, dropout);
+        assert!(
+            relative_error(&fused, &plain) < 1e-5,
+            "dropout {dropout}: output"
+        );
+        // At initialisation the scores are small, so the rotation shows most in the
+        // gradients of the query and key weights (slot 2: after x and the first norm).
+        let qkv_grad = |g: &[Option<Vec<f32>>]| g[2].clone().unwrap();
+        let turned = relative_error(&qkv_grad(&unrotated_grads), &qkv_grad(&plain_grads));
+        assert!(turned > 1e-3, "the rotation did nothing ({turned})");
+        for (i, (f, p)) in fused_grads.iter().zip(&plain_grads).enumerate() {
+            let err = relative_error(f.as_ref().unwrap(), p.as_ref().unwrap());
+            assert!(
+                err < 1e-4,
+                "dropout {dropout}: gradient {i} differs by {err}"
+            );
         }
     }
 }
