@@ -251,7 +251,7 @@ fn bench_generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
             let recipe = text_recipe(text);
             let corpus = read_text(&super::shipped(super::SHIPPED_TEXT_DATA))?;
             let tokenizer = TextTokenizer::build(recipe.tokenizer, &corpus)?;
-            device.seed(1337);
+            aigc::rng::seed(&device, 1337);
             let model = TextModelConfig {
                 vocab_size: tokenizer.vocab_size(),
                 core: recipe.core.clone(),

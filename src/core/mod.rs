@@ -182,7 +182,7 @@ pub(crate) fn dropout<const N: usize>(x: Tensor<N>, prob: f64) -> Tensor<N> {
     if prob == 0.0 || !x.device().is_autodiff() {
         return x;
     }
-    let keep = x.random_like(Distribution::Bernoulli(1.0 - prob));
+    let keep = crate::rng::random_like(&x, Distribution::Bernoulli(1.0 - prob));
     x * keep / (1.0 - prob)
 }
 

@@ -182,7 +182,7 @@ impl FlowGenerateOptions {
         }
         let device = crate::default_device();
         let _rng = crate::rng::lock_device_rng();
-        device.seed(self.seed);
+        crate::rng::seed(&device, self.seed);
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(self.batch_size) {
             out.extend(generate(chunk, &device)?);

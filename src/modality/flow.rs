@@ -155,13 +155,13 @@ impl FlowHead {
         let [n, _] = x0.dims();
         let x0 = x0.repeat_dim(0, draws); // (N*K, unit_dim)
         let cond_z = self.cond.forward(z).repeat_dim(0, draws);
-        let eps = x0.random_like(Distribution::Normal(0.0, 1.0));
+        let eps = crate::rng::random_like(&x0, Distribution::Normal(0.0, 1.0));
         let device = x0.device();
         let t = match time {
             FlowTime::Uniform => {
-                Tensor::<2>::random([n * draws, 1], Distribution::Uniform(0.0, 1.0), &device)
+                crate::rng::random::<2>([n * draws, 1], Distribution::Uniform(0.0, 1.0), &device)
             }
-            FlowTime::LogitNormal => burn::tensor::activation::sigmoid(Tensor::<2>::random(
+            FlowTime::LogitNormal => burn::tensor::activation::sigmoid(crate::rng::random::<2>(
                 [n * draws, 1],
                 Distribution::Normal(0.0, 1.0),
                 &device,
@@ -190,7 +190,7 @@ impl FlowHead {
     ) -> Tensor<2> {
         let [n, _] = z.dims();
         let device = z.device();
-        let mut x = Tensor::<2>::random([n, unit_dim], Distribution::Normal(0.0, 1.0), &device);
+        let mut x = crate::rng::random::<2>([n, unit_dim], Distribution::Normal(0.0, 1.0), &device);
         if temperature != 1.0 {
             x = x * temperature as f64;
         }
@@ -278,7 +278,7 @@ mod tests {
     #[test]
     fn learns_a_bimodal_distribution_instead_of_its_mean() {
         let device = crate::default_device().autodiff();
-        device.seed(3);
+        crate::rng::seed(&device, 3);
         let mut head = config().init(&device);
         let mut optim = AdamWConfig::new().init();
         let mode = [1.0f32, 1.0, -1.0, -1.0];

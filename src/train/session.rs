@@ -51,7 +51,7 @@ impl<M: Trainable> Session<M> {
     ) -> Result<Self> {
         let model = {
             let _rng = lock_device_rng();
-            device.seed(train.seed);
+            crate::rng::seed(&device, train.seed);
             let model = init(&device)?;
             model.visit(&mut InitNow); // parameters initialise lazily; draw them all now
             freeze_core_if(train, model)
@@ -209,7 +209,7 @@ impl<M: Trainable> Session<M> {
     /// any).
     fn val_loss(&self, data: &M::Data) -> Result<(f64, BTreeMap<String, f64>)> {
         let _rng = lock_device_rng();
-        self.devices[0].seed(self.train.seed ^ 0xe7a1); // the same noise at every evaluation
+        crate::rng::seed(&self.devices[0], self.train.seed ^ 0xe7a1); // the same noise at every evaluation
         self.shipped().valid().val_losses(data, &self.train)
     }
 

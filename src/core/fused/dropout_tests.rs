@@ -159,7 +159,7 @@ fn fused_dropout_draws_its_masks_from_the_seeded_device() {
     let (x, _) = inputs();
     let run = |seed: u64| {
         let _rng = crate::rng::lock_device_rng();
-        device().seed(seed);
+        crate::rng::seed(&device(), seed);
         let y = block.fused_forward(&x, 0.3, None).expect("fused");
         y.into_data().try_into_vec::<f32>().unwrap()
     };

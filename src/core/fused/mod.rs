@@ -38,7 +38,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use burn::tensor::{DType, Distribution};
+use burn::tensor::DType;
 use rayon::prelude::*;
 
 use crate::core::Activation;
@@ -217,11 +217,7 @@ impl<const N: usize> Backward<Flex, N> for BlockBackward {
 /// Fresh 0/1 masks for one forward pass with dropout probability `prob`.
 fn dropout_masks(shape: BlockShape, prob: f64, device: &Device) -> Dropout {
     let keep = 1.0 - prob;
-    let draw = |n: usize| -> Vec<f32> {
-        let mask = Tensor::<1>::random([n], Distribution::Bernoulli(keep), device);
-        let data = mask.into_data().convert::<f32>();
-        data.try_into_vec().expect("f32 after conversion")
-    };
+    let draw = |n: usize| crate::rng::mask(n, keep, device);
     let Heads {
         batch,
         len,

@@ -76,7 +76,7 @@ fn run_with(
     dropout: f64,
 ) -> (Vec<f32>, Vec<Option<Vec<f32>>>) {
     let _rng = crate::rng::lock_device_rng();
-    device().seed(42);
+    crate::rng::seed(&device(), 42);
     let out = if fused {
         let rotary = rope.map(|r| Arc::new(r.rotary(x.dims()[1])));
         block

@@ -294,10 +294,10 @@ mod tests {
         let _rng = crate::rng::lock_device_rng();
         let padded = Tensor::<3>::zeros([2, 5, u], &device);
         model.loss(padded, &[5, 2], labels()); // parameters initialise lazily, on first use
-        device.seed(1);
+        crate::rng::seed(&device, 1);
         let padded = Tensor::<3>::zeros([2, 5, u], &device);
         let a = model.loss(padded, &[5, 2], labels()).into_scalar::<f32>();
-        device.seed(1);
+        crate::rng::seed(&device, 1);
         let garbage = Tensor::cat(
             vec![
                 Tensor::<3>::zeros([2, 5, u], &device),
@@ -366,7 +366,7 @@ mod tests {
         });
         let device = crate::default_device();
         let _rng = crate::rng::lock_device_rng();
-        device.seed(4);
+        crate::rng::seed(&device, 4);
         let model = config.init(&device).unwrap();
         for guidance in [1.0, 2.0] {
             let options = FlowGenerateOptions {

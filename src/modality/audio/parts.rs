@@ -56,7 +56,7 @@ impl AudioParts<'_> {
             let fed = units.clone().narrow(1, 0, n - 1); // (B, N-1, unit_dim)
             let fed = if self.input_noise > 0.0 {
                 let noise = Distribution::Normal(0.0, self.input_noise as f64);
-                fed.clone() + fed.random_like(noise)
+                fed.clone() + crate::rng::random_like(&fed, noise)
             } else {
                 fed
             };
@@ -177,7 +177,7 @@ impl AudioParts<'_> {
 /// # Shapes
 /// - `logits`: `[B, K]`; returns `B` class ids.
 fn sample_categorical(logits: Tensor<2>) -> Vec<i64> {
-    let u = logits.random_like(Distribution::Uniform(1e-6, 1.0 - 1e-6));
+    let u = crate::rng::random_like(&logits, Distribution::Uniform(1e-6, 1.0 - 1e-6));
     let gumbel = u.log().neg().log().neg();
     (logits + gumbel)
         .argmax(1)

@@ -293,8 +293,8 @@ impl OnsetPrior {
     /// `device`'s generator.
     pub fn draw_batch(&self, labels: &[usize], picks: &[f32], device: &Device) -> Vec<Onset> {
         let b = labels.len();
-        let which_class = Tensor::<2>::random([b, 1], Distribution::Uniform(0.0, 1.0), device);
-        let normal = Tensor::<2>::random(
+        let which_class = crate::rng::random::<2>([b, 1], Distribution::Uniform(0.0, 1.0), device);
+        let normal = crate::rng::random::<2>(
             [b, self.noise_per_draw() - 1],
             Distribution::Normal(0.0, 1.0),
             device,

@@ -299,7 +299,7 @@ fn clips_start_from_the_onset_prior_of_their_class_or_prompt() {
     });
     let device = crate::default_device();
     let _rng = crate::rng::lock_device_rng();
-    device.seed(5);
+    crate::rng::seed(&device, 5);
     let mut model = config.init(&device).unwrap();
     // A reading map that is not zero, then class embeddings placed around the prompt's
     // reading r: class 0 at -r, class 1 at r, class 2 at 3r (relative distances 4, 0, 4/9).
