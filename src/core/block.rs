@@ -1,12 +1,11 @@
 //! One pre-norm Transformer block: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
 
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, relu};
-
 use std::sync::Arc;
 
 use burn::module::Param;
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, gelu_approximate, relu};
 
 use super::attention::Attention;
 use super::cache::LayerCache;

@@ -120,9 +120,10 @@ impl Transformer {
             }
         }
         // Training on the CPU takes the fused block.
-        let fusable = cache.is_none() && x.device().is_autodiff();
+        let device = x.device();
+        let fusable = cache.is_none() && device.is_autodiff() && crate::device::is_cpu(&device);
         let rotary = match &self.rope {
-            Some(rope) if fusable => Some(Arc::new(rope.rotary(t))),
+            Some(rope) if fusable => Some(Arc::new(rope.fused_tables(t))),
             _ => None,
         };
         for (i, block) in self.blocks.iter().enumerate() {

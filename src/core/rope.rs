@@ -58,7 +58,7 @@ impl Rope {
 
     /// The tables of positions `0..len` for the fused block: `[len, head_dim/2]` each (the
     /// columns past `head_dim/2` repeat the first half).
-    pub(crate) fn rotary(&self, len: usize) -> Rotary {
+    pub(crate) fn fused_tables(&self, len: usize) -> Rotary {
         let half = self.cos.dims()[1] / 2;
         let values = |table: &Tensor<2>| {
             let data = table

@@ -209,7 +209,8 @@ impl<M: Trainable> Session<M> {
     /// any).
     fn val_loss(&self, data: &M::Data) -> Result<(f64, BTreeMap<String, f64>)> {
         let _rng = lock_device_rng();
-        crate::rng::seed(&self.devices[0], self.train.seed ^ 0xe7a1); // the same noise at every evaluation
+        // The same noise at every evaluation.
+        crate::rng::seed(&self.devices[0], self.train.seed ^ 0xe7a1);
         self.shipped().valid().val_losses(data, &self.train)
     }
 

@@ -57,7 +57,7 @@ pub(crate) fn shard_loss<M: Trainable>(
 ) -> Tensor<1> {
     let mut rng = StdRng::seed_from_u64(seed);
     let _rng = lock_device_rng();
-    crate::rng::seed(&device, seed ^ 0x5eed); // dropout masks and noise of this shard
+    crate::rng::seed(device, seed ^ 0x5eed); // dropout masks and noise of this shard
     model.train_loss(data, train, &mut rng, device)
 }
 

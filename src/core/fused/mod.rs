@@ -97,8 +97,8 @@ pub(crate) struct BlockInputs {
     pub activation: Activation,
     /// Rotary positions, in a model with them (tables for the input's length).
     pub rotary: Option<Arc<Rotary>>,
-    /// The dropout probability, and the device whose random generator draws the masks (as
-    /// the op-by-op block draws its own).
+    /// The dropout probability, and the device the masks are drawn for ([`crate::rng::mask`],
+    /// which draws the op-by-op block's masks too).
     pub dropout: (f64, Device),
 }
 

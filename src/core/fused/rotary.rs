@@ -29,11 +29,9 @@ impl Rotary {
     pub(super) fn rotate(&self, qkv: &mut [f32], s: Heads, inverse: bool) {
         let (len, d) = (s.len, s.d);
         let half = d / s.heads / 2;
-        assert_eq!(
-            self.cos.len(),
-            len * half,
-            "rotary tables for another shape"
-        );
+        debug_assert_eq!(d, s.heads * 2 * half, "heads of even width");
+        let shape_fits = self.cos.len() == len * half;
+        assert!(shape_fits, "rotary tables for another shape");
         let sign = if inverse { -1.0 } else { 1.0 };
         qkv.par_chunks_mut(len * 3 * d).for_each(|sequence| {
             simd(
@@ -44,16 +42,24 @@ impl Rotary {
                         let sin = &self.sin[pos * half..][..half];
                         // Queries and keys: the first 2d columns, heads side by side.
                         for head in row[..2 * d].chunks_exact_mut(2 * half) {
-                            let (x1, x2) = head.split_at_mut(half);
-                            for i in 0..half {
-                                let (a, b, c, s) = (x1[i], x2[i], cos[i], sign * sin[i]);
-                                x1[i] = a * c - b * s;
-                                x2[i] = b * c + a * s;
-                            }
+                            rotate_head(head, cos, sin, sign);
                         }
                     }
                 },
             )
         });
+    }
+}
+
+/// Turns each pair `(head[i], head[i + half])` by the angle whose cosine and sine (times
+/// `sign`) are `cos[i]` and `sin[i]`, as `Rope::apply` does.
+#[inline(always)]
+fn rotate_head(head: &mut [f32], cos: &[f32], sin: &[f32], sign: f32) {
+    let (x1, x2) = head.split_at_mut(cos.len());
+    for i in 0..cos.len() {
+        let (a, b) = (x1[i], x2[i]);
+        let (cos, sin) = (cos[i], sign * sin[i]);
+        x1[i] = a * cos - b * sin;
+        x2[i] = b * cos + a * sin;
     }
 }

@@ -27,19 +27,7 @@ pub(super) fn block(activation: Activation, bias: bool) -> Block {
         bias,
         ..TransformerConfig::tiny()
     };
-    let block = config.init_block(&device());
-    block.visit(&mut Initialise);
-    block
-}
-
-/// Reads every parameter, so that burn's lazy initialisation draws from the device's random
-/// generator now and not inside a later seeded run, where it would shift the dropout masks.
-struct Initialise;
-
-impl ModuleVisitor for Initialise {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        param.val();
-    }
+    config.init_block(&device())
 }
 
 /// Every float parameter's gradient, in visiting order (`None` for one without).
@@ -78,7 +66,7 @@ fn run_with(
     let _rng = crate::rng::lock_device_rng();
     crate::rng::seed(&device(), 42);
     let out = if fused {
-        let rotary = rope.map(|r| Arc::new(r.rotary(x.dims()[1])));
+        let rotary = rope.map(|r| Arc::new(r.fused_tables(x.dims()[1])));
         block
             .fused_forward(x, dropout, rotary.as_ref())
             .expect("the fused path runs under autodiff on the CPU")
