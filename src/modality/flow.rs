@@ -10,10 +10,10 @@
 
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 
+use crate::core::silu;
 use crate::{Error, Result};
 
 /// How training draws flow times `t` in `[0, 1]`.

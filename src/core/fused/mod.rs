@@ -25,6 +25,7 @@ mod head;
 pub(crate) mod kernels;
 mod norm;
 mod rotary;
+mod silu;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +48,7 @@ use block::{BlockShape, Dropout, Params, Saved};
 pub(crate) use head::cross_entropy_sum;
 pub(crate) use norm::layer_norm;
 pub(crate) use rotary::Rotary;
+pub(crate) use silu::silu;
 
 /// The autodiff CPU backend the fused block runs on.
 type Ad = Autodiff<Flex, NoCheckpointing>;
