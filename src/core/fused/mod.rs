@@ -1,6 +1,6 @@
 //! Hand-differentiated autodiff nodes for training on the CPU backend: a whole Transformer
-//! block, the final LayerNorm, and a categorical head with its cross-entropy; and the squared
-//! norm of the gradients, for clipping.
+//! block, the final LayerNorm, a categorical head with its cross-entropy, and SiLU; and the
+//! squared norm of the gradients, for clipping.
 //!
 //! burn differentiates the block op by op: every element-wise step is its own pass over memory
 //! with its own graph node, and exact GELU runs libm's scalar `erff`. Measured on nanoGPT's CPU
@@ -10,10 +10,10 @@
 //! activations it needs; the backward pass computes every gradient by hand (`block.rs`).
 //!
 //! Used under autodiff on the CPU backend (`Flex`), for learned and rotary positions alike
-//! (`rotary.rs`); everything else takes the op-by-op path, which the tests compare these with. With
-//! dropout, the block draws the op-by-op block's masks, in its order, from the same seeded
-//! generator, so a run's losses do not depend on which path ran. One-sequence decoding
-//! ([`super::Transformer`]) reuses the LayerNorm and activation kernels.
+//! (`rotary.rs`); everything else takes the op-by-op path, which the tests compare these with.
+//! With dropout, the block draws the op-by-op block's masks, in its order, from the same seeded
+//! generator (`crate::rng`), so a run's losses do not depend on which path ran. One-sequence
+//! decoding ([`super::Transformer`]) reuses the LayerNorm and activation kernels.
 
 pub(crate) mod activation;
 mod attention;

@@ -1,7 +1,7 @@
-//! SiLU (`x · sigmoid(x)`) on the CPU backend, element-wise in parallel with a vectorized
-//! `exp`, and under autodiff as one graph node. burn runs it as a sigmoid (libm's scalar
-//! `expf`) and a product, each a node of its own: about a quarter of the audio recipe's
-//! training step, in its flow head.
+//! SiLU (`x · sigmoid(x)`) on the CPU backend with the vectorized kernels of `activation.rs`,
+//! and under autodiff as one graph node. burn runs it as a sigmoid (libm's scalar `expf`) and
+//! a product, each a node of its own: about a quarter of the audio recipe's training step, in
+//! its flow head.
 
 use std::sync::Arc;
 
@@ -12,48 +12,29 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::DType;
-use rayon::prelude::*;
 
-use super::kernels::{build, exp, simd, ELEMENTS_PER_TASK};
+use super::activation::{silu as silu_values, silu_backward};
 use super::{flex, node, tracked, values, Ad};
 
-/// `x · sigmoid(x)`, element-wise: for f32 tensors on the CPU backend with this module's
-/// kernels (one graph node under autodiff), for anything else with burn's ops.
+/// `x · sigmoid(x)`, element-wise: for f32 tensors on the CPU backend with the kernels of
+/// `activation.rs` (one graph node under autodiff), for anything else with burn's ops.
 pub(crate) fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if let Some(t) = tracked(x.clone()) {
         let input = t.primitive().to_contiguous();
-        let out = flex(forward(values(&input)), input.layout().shape().clone());
+        let out = apply(&input);
         let state = State(Arc::new(input));
         return Tensor::from_primitive::<Ad>(node(SiluBackward, [t.node()], state, out));
     }
     match x.clone().try_into_primitive::<Flex>() {
-        Ok(t) if t.dtype() == DType::F32 => {
-            let t = t.to_contiguous();
-            let out = flex(forward(values(&t)), t.layout().shape().clone());
-            Tensor::from_primitive::<Flex>(out)
-        }
+        Ok(t) if t.dtype() == DType::F32 => Tensor::from_primitive::<Flex>(apply(&t)),
         _ => burn::tensor::activation::silu(x),
     }
 }
 
-/// `1 / (1 + e^-x)`
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
-}
-
-fn forward(x: &[f32]) -> Vec<f32> {
-    build(x.len(), ELEMENTS_PER_TASK, |i, out| {
-        let x = &x[i * ELEMENTS_PER_TASK..][..out.len()];
-        simd(
-            #[inline(always)]
-            || {
-                for (o, &x) in out.iter_mut().zip(x) {
-                    *o = x * sigmoid(x);
-                }
-            },
-        )
-    })
+/// SiLU of a CPU tensor, as a new contiguous tensor of its shape.
+fn apply(x: &FlexTensor) -> FlexTensor {
+    let x = x.to_contiguous();
+    flex(silu_values(values(&x)), x.layout().shape().clone())
 }
 
 /// The backward step's state: the input.
@@ -66,29 +47,14 @@ struct SiluBackward;
 impl Backward<Flex, 1> for SiluBackward {
     type State = State;
 
-    /// d/dx [x s(x)] = s (1 + x (1 - s)), with s = sigmoid(x).
     fn backward(self, ops: Ops<State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let mut grad = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
         let Some(parent) = &ops.parents[0] else {
             return;
         };
-        let x = values(&ops.state.0);
         let mut dx = values(&grad).to_vec();
-        dx.par_chunks_mut(ELEMENTS_PER_TASK)
-            .zip(x.par_chunks(ELEMENTS_PER_TASK))
-            .for_each(|(g, x)| {
-                simd(
-                    #[inline(always)]
-                    || {
-                        for (g, &x) in g.iter_mut().zip(x) {
-                            let s = sigmoid(x);
-                            *g *= s * (1.0 + x * (1.0 - s));
-                        }
-                    },
-                )
-            });
-        grad = flex(dx, grad.layout().shape().clone());
-        grads.register::<Flex>(parent.id, grad);
+        silu_backward(values(&ops.state.0), &mut dx);
+        grads.register::<Flex>(parent.id, flex(dx, grad.layout().shape().clone()));
     }
 }
 
