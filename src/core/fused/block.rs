@@ -5,8 +5,8 @@
 
 use super::activation::{activate, activate_backward};
 use super::attention::{attention, attention_backward, mask_in_place, Heads};
-use super::gemm::{product, product_pair, Mat};
-use super::kernels::{column_sums, layer_norm, layer_norm_backward};
+use super::gemm::{self, product, Mat};
+use super::kernels::{layer_norm, layer_norm_grads};
 use super::rotary::Rotary;
 use crate::core::Activation;
 
@@ -224,20 +224,10 @@ fn linear_backward(
 ) -> Vec<f32> {
     let w = p.get(i);
     let (rows, d_out) = (x.len() / d_in, w.len() / d_in);
-    let (x, dy_mat, w) = (
-        Mat::new(x, rows, d_in),
-        Mat::new(dy, rows, d_out),
-        Mat::new(w, d_in, d_out),
-    );
-    if wanted[i + 1] {
-        grads[i + 1] = Some(column_sums(dy, None, d_out));
-    }
-    if !wanted[i] {
-        return product(dy_mat, w.t(), None, None);
-    }
-    let (dw, dx) = product_pair((x.t(), dy_mat), (dy_mat, w.t()));
-    grads[i] = Some(dw);
-    dx
+    let (x, w) = (Mat::new(x, rows, d_in), Mat::new(w, d_in, d_out));
+    let g = gemm::linear_backward(x, w, dy, wanted[i], wanted[i + 1]);
+    (grads[i], grads[i + 1]) = (g.weight, g.bias);
+    g.input
 }
 
 /// For the LayerNorm at slot `i`: stores dgamma and dbeta when wanted, returns `residual`
@@ -253,12 +243,8 @@ fn norm_backward(
     grads: &mut [Option<Vec<f32>>; 12],
     residual: &[f32],
 ) -> Vec<f32> {
-    let gamma = p.get(i);
-    if wanted[i] {
-        grads[i] = Some(column_sums(dout, Some(xhat), gamma.len()));
-    }
-    if wanted[i + 1] {
-        grads[i + 1] = Some(column_sums(dout, None, gamma.len()));
-    }
-    layer_norm_backward(dout, xhat, rstd, gamma, Some(residual))
+    let want = (wanted[i], wanted[i + 1]);
+    let g = layer_norm_grads(dout, (xhat, rstd), p.get(i), Some(residual), want);
+    (grads[i], grads[i + 1]) = (g.weight, g.bias);
+    g.input
 }

@@ -1,7 +1,7 @@
 //! Strided f32 matrix products through the `gemm` crate (the kernels burn's CPU backend uses),
 //! with transposes as stride swaps, never copies.
 
-use super::kernels::build;
+use super::kernels::{build, column_sums, LayerGrads};
 
 /// A read-only matrix view: element `(i, j)` is `data[offset + i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -157,6 +157,34 @@ pub(super) fn product_pair(first: (Mat, Mat), second: (Mat, Mat)) -> (Vec<f32>, 
             )
         },
     )
+}
+
+/// The backward pass of `y = x · W + b` (`x` `[rows, d_in]`, `w` `[d_in, d_out]`) given
+/// `dy` (d loss / d y); the weight's gradient and the input's run side by side
+/// ([`product_pair`]).
+pub(super) fn linear_backward(
+    x: Mat,
+    w: Mat,
+    dy: &[f32],
+    want_weight: bool,
+    want_bias: bool,
+) -> LayerGrads {
+    let dy_mat = Mat::new(dy, x.rows, w.cols);
+    let bias = want_bias.then(|| column_sums(dy, None, w.cols));
+    if !want_weight {
+        let input = product(dy_mat, w.t(), None, None);
+        return LayerGrads {
+            input,
+            weight: None,
+            bias,
+        };
+    }
+    let (weight, input) = product_pair((x.t(), dy_mat), (dy_mat, w.t()));
+    LayerGrads {
+        input,
+        weight: Some(weight),
+        bias,
+    }
 }
 
 /// [`product`] with its rows split into at most `tasks` parallel tasks.

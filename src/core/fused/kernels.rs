@@ -259,6 +259,31 @@ pub(super) fn layer_norm_backward(
     })
 }
 
+/// The gradients of a layer (linear or LayerNorm): d loss / d input, and d loss / d weight
+/// (or scale) and d loss / d bias where wanted.
+pub(super) struct LayerGrads {
+    pub input: Vec<f32>,
+    pub weight: Option<Vec<f32>>,
+    pub bias: Option<Vec<f32>>,
+}
+
+/// The backward pass of a LayerNorm with scale `gamma` given `dout`, from the forward pass's
+/// `x̂` and `rstd`; `residual` is added to the input's gradient ([`layer_norm_backward`]).
+pub(super) fn layer_norm_grads(
+    dout: &[f32],
+    (xhat, rstd): (&[f32], &[f32]),
+    gamma: &[f32],
+    residual: Option<&[f32]>,
+    (want_gamma, want_beta): (bool, bool),
+) -> LayerGrads {
+    let d = gamma.len();
+    LayerGrads {
+        weight: want_gamma.then(|| column_sums(dout, Some(xhat), d)),
+        bias: want_beta.then(|| column_sums(dout, None, d)),
+        input: layer_norm_backward(dout, xhat, rstd, gamma, residual),
+    }
+}
+
 /// Column sums of a row-major matrix of width `d`, or with `weights`, of the element-wise
 /// product: `Σ_rows a[r, :] · w[r, :]` (LayerNorm's gamma gradient). Rows are summed in fixed
 /// blocks and the blocks in order, so the result does not depend on the thread count.

@@ -1,6 +1,6 @@
 //! Hand-differentiated autodiff nodes for training on the CPU backend: a whole Transformer
-//! block, the final LayerNorm, a categorical head with its cross-entropy, and SiLU; and the
-//! squared norm of the gradients, for clipping.
+//! block, the final LayerNorm, a categorical head with its cross-entropy, SiLU, and the flow
+//! head's conditioned MLP block; and the squared norm of the gradients, for clipping.
 //!
 //! burn differentiates the block op by op: every element-wise step is its own pass over memory
 //! with its own graph node, and exact GELU runs libm's scalar `erff`. Measured on nanoGPT's CPU
@@ -18,6 +18,7 @@
 pub(crate) mod activation;
 mod attention;
 mod block;
+mod conditioned_mlp;
 #[cfg(test)]
 mod dropout_tests;
 mod gemm;
@@ -45,6 +46,7 @@ use rayon::prelude::*;
 use crate::core::Activation;
 use attention::Heads;
 use block::{BlockShape, Dropout, Params, Saved};
+pub(crate) use conditioned_mlp::ConditionedMlp;
 pub(crate) use head::cross_entropy_sum;
 pub(crate) use norm::layer_norm;
 pub(crate) use rotary::Rotary;

@@ -11,7 +11,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::prelude::*;
 
-use super::kernels::{column_sums, layer_norm_backward};
+use super::kernels::layer_norm_grads;
 use super::{flex, kernels, node, tracked, values, Ad};
 
 /// `x̂ · gamma + beta` over the last dimension of `x`, with `x̂` normalized to zero mean and
@@ -84,19 +84,19 @@ impl<const N: usize> Backward<Flex, N> for NormBackward {
         let state = &ops.state.0;
         let dout = grads.consume::<Flex>(&ops.node).to_contiguous();
         let (dout_values, gamma) = (values(&dout), values(&state.gamma));
-        let d = gamma.len();
         let parent = |i: usize| ops.parents.get(i).and_then(Option::as_ref).map(|n| n.id);
-        if let Some(id) = parent(0) {
-            let dx = layer_norm_backward(dout_values, &state.xhat, &state.rstd, gamma, None);
-            grads.register::<Flex>(id, flex(dx, dout.layout().shape().clone()));
-        }
-        let (xhat, width) = (&state.xhat, burn::tensor::Shape::new([d]));
-        if let Some(id) = parent(1) {
-            let dgamma = column_sums(dout_values, Some(xhat), d);
-            grads.register::<Flex>(id, flex(dgamma, width.clone()));
-        }
-        if let Some(id) = parent(2) {
-            grads.register::<Flex>(id, flex(column_sums(dout_values, None, d), width));
+        let want = (parent(1).is_some(), parent(2).is_some());
+        let g = layer_norm_grads(dout_values, (&state.xhat, &state.rstd), gamma, None, want);
+        let width = || burn::tensor::Shape::new([gamma.len()]);
+        let grads_of = [
+            (parent(0), Some(g.input), dout.layout().shape().clone()),
+            (parent(1), g.weight, width()),
+            (parent(2), g.bias, width()),
+        ];
+        for (id, grad, shape) in grads_of {
+            if let (Some(id), Some(grad)) = (id, grad) {
+                grads.register::<Flex>(id, flex(grad, shape));
+            }
         }
     }
 }
