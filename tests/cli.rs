@@ -333,3 +333,53 @@ fn absurd_sample_counts_are_refused() {
     }
     assert!(!out.exists(), "nothing is written for a refused request");
 }
+
+/// Sampling and evaluation options that make no sense name the option at fault, including
+/// negative numbers (parsed as values, not taken for flags).
+#[test]
+fn bad_sampling_options_name_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["generate", "image", "--steps", "0"],
+            "steps must be positive",
+        ),
+        (
+            &["generate", "image", "--temperature", "-1"],
+            "temperature must be positive and finite, got -1",
+        ),
+        (
+            &["generate", "audio", "--guidance", "nan"],
+            "guidance must be a finite number",
+        ),
+        (
+            &["generate", "text", "--min-p", "-0.5"],
+            "min_p must be in [0, 1]",
+        ),
+        (
+            &["eval", "image", "--per-class", "0"],
+            "--per-class must be positive",
+        ),
+        (
+            &["eval", "audio", "--per-class", "0"],
+            "--per-class must be positive",
+        ),
+        (
+            &["bench", "generate", "--preset", "image", "--count", "0"],
+            "--count must be positive",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut args = args.to_vec();
+        if args[0] == "generate" && args[1] != "text" {
+            args.extend(["--out", out]);
+        }
+        fails_with(&aigc(&args), needle);
+    }
+    assert!(
+        !Path::new(out).exists(),
+        "nothing is written for a refused request"
+    );
+}

@@ -216,6 +216,7 @@ fn training_flops_per_token(params: usize, core: &TransformerConfig) -> f64 {
 }
 
 fn bench_generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.count != Some(0), "--count must be positive");
     anyhow::ensure!(args.runs > 0, "--runs must be positive");
     let device = aigc::default_device();
     let (what, per_run, seconds): (&str, usize, Vec<f64>) = match args.preset {

@@ -30,14 +30,14 @@ pub enum GenerateCommand {
 pub struct SamplingArgs {
     /// Classifier-free guidance scale (1: off; default: the checkpoint's own `sampling`, else
     /// 1.5 for images, 2 for audio).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     guidance: Option<f32>,
     /// Euler steps of the flow head per unit (16 by default).
     #[arg(long)]
     steps: Option<usize>,
     /// Scale of the flow head's starting noise (default 1 for images, 0.7 for audio; lower
     /// is cleaner).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     temperature: Option<f32>,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
@@ -186,19 +186,19 @@ pub struct TextArgs {
     #[arg(long, default_value_t = 500)]
     max_tokens: usize,
     /// Softmax temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     temperature: f32,
     /// Keep only the k most likely tokens (0: off).
     #[arg(long, default_value_t = 0)]
     top_k: usize,
     /// Nucleus sampling mass (1: off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     top_p: f32,
     /// Drop tokens below this fraction of the best one's probability (0: off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     min_p: f32,
     /// Penalty on already generated tokens (1: off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     repetition_penalty: f32,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]

@@ -136,6 +136,7 @@ fn print_score(what: &str, score: &JudgeScore) {
 }
 
 pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.per_class > 0, "--per-class must be positive");
     let dir = args
         .model
         .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_MODEL));
@@ -220,6 +221,7 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
 }
 
 pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.per_class > 0, "--per-class must be positive");
     let dir = args
         .model
         .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_MODEL));

@@ -153,6 +153,25 @@ impl FlowGenerateOptions {
         }
     }
 
+    /// Checks every option makes sense, naming the first that does not.
+    pub fn validate(&self) -> Result<()> {
+        let problem = if self.steps == 0 {
+            "steps must be positive, got 0".to_string()
+        } else if self.batch_size == 0 {
+            "batch_size must be positive, got 0".to_string()
+        } else if !self.guidance.is_finite() {
+            format!("guidance must be a finite number, got {}", self.guidance)
+        } else if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            format!(
+                "temperature must be positive and finite, got {}",
+                self.temperature
+            )
+        } else {
+            return Ok(());
+        };
+        Err(Error::Config(problem))
+    }
+
     /// Runs `generate` on the condition ids of `labels` (`None`: unconditional) in batches,
     /// with the device RNG seeded once and held for the whole request, after checking the
     /// labels fit a model of `n_classes` classes and the options make sense.
@@ -173,13 +192,7 @@ impl FlowGenerateOptions {
         items: &[I],
         mut generate: impl FnMut(&[I], &Device) -> Result<Vec<T>>,
     ) -> Result<Vec<T>> {
-        let temperature_ok = self.temperature.is_finite() && self.temperature > 0.0;
-        if self.steps == 0 || self.batch_size == 0 || !self.guidance.is_finite() || !temperature_ok
-        {
-            return Err(Error::Config(
-                "steps, batch_size and temperature must be positive and guidance finite".into(),
-            ));
-        }
+        self.validate()?;
         let device = crate::default_device();
         let _rng = crate::rng::lock_device_rng();
         crate::rng::seed(&device, self.seed);
