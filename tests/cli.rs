@@ -382,4 +382,10 @@ fn bad_sampling_options_name_the_option() {
         !Path::new(out).exists(),
         "nothing is written for a refused request"
     );
+    // Refused before a missing judge is trained (minutes) and saved.
+    let judge = dir.path().join("judge");
+    let judge = judge.to_str().unwrap();
+    let o = aigc(&["eval", "image", "--steps", "0", "--classifier", judge]);
+    fails_with(&o, "steps must be positive");
+    assert!(!Path::new(judge).exists(), "no judge was trained");
 }

@@ -149,6 +149,8 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(&dir)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
     let image = &pipeline.image_config()?;
+    let options = args.sampling.options(pipeline.image_options());
+    options.validate()?; // before the judge is loaded or trained
     let shape = image.image;
     let test_set = ImageDataset::load(&data, Split::Test, shape)?;
     let test = test_set.pictures();
@@ -168,7 +170,6 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
     let labels: Vec<usize> = (0..image.n_classes)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
-    let options = args.sampling.options(pipeline.image_options());
     let started = std::time::Instant::now();
     let wanted: Vec<Condition> = labels.iter().map(|&l| Condition::Label(l)).collect();
     let generated = pipeline.image_pixels(&wanted, &options)?;
@@ -234,6 +235,8 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(&dir)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
     let audio = &pipeline.audio_config()?;
+    let options = args.sampling.options(pipeline.audio_options());
+    options.validate()?; // before the judge is loaded or trained
     let format = &audio.format;
     let train = AudioDataset::load(&data, Split::Train, format)?;
     let test = AudioDataset::load(&data, Split::Test, format)?;
@@ -264,7 +267,6 @@ pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     let labels: Vec<usize> = (0..audio.n_classes)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
-    let options = args.sampling.options(pipeline.audio_options());
     let started = std::time::Instant::now();
     let wanted: Vec<Condition> = labels.iter().map(|&l| Condition::Label(l)).collect();
     let clips = pipeline.clip_samples(&wanted, &options)?;

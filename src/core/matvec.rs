@@ -300,10 +300,11 @@ mod tests {
     }
 
     #[test]
-    fn matvec_sums_every_row_block_once() {
-        // Above MIN_PARALLEL_ELEMENTS (split on a multi-core machine); 1001 rows leave a short
-        // last block and a tail of rows that do not fill a group of four.
-        for (k, n) in [(1000, 200), (1001, 200)] {
+    fn matvec_sums_every_row_once() {
+        // Above MIN_PARALLEL_ELEMENTS (split into row blocks, streamed): 1001 rows leave a
+        // short last block. Below it (one thread, four rows at a time): 103 rows leave a tail
+        // that does not fill a group of four.
+        for (k, n) in [(1000, 200), (1001, 200), (100, 200), (103, 200)] {
             let w: Vec<f32> = (0..k * n).map(|i| (i % n) as f32).collect();
             let bias: Vec<f32> = (0..n).map(|j| j as f32 / 2.0).collect();
             let y = matvec(&vec![1.0; k], &w, n, Some(&bias));

@@ -121,7 +121,7 @@ impl FlowBlock {
     fn forward(&self, h: Tensor<2>, c: &Tensor<2>) -> Tensor<2> {
         let layers = ConditionedMlp {
             norm: &self.norm,
-            cond: &self.cond_bias,
+            cond_bias: &self.cond_bias,
             fc_in: &self.fc_in,
             fc_out: &self.fc_out,
         };

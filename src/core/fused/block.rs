@@ -176,10 +176,10 @@ pub(super) fn backward(
     let mut params: [Option<Vec<f32>>; 12] = Default::default();
     // MLP: out = x1 + dropout(act(norm2 · W_in + b_in) · W_out + b_out).
     let dmlp = through_mask(dout, dropout.map(|m| (&m.mlp[..], m.keep)));
-    let mut dact = linear_backward(p, FC_OUT, &saved.act, &dmlp, s.d_ff, wanted, &mut params);
+    let mut dact = slot_linear_backward(p, FC_OUT, &saved.act, &dmlp, s.d_ff, wanted, &mut params);
     activate_backward(p.activation, &saved.pre, &mut dact);
-    let dnorm2 = linear_backward(p, FC_IN, &saved.norm2, &dact, d, wanted, &mut params);
-    let dx1 = norm_backward(
+    let dnorm2 = slot_linear_backward(p, FC_IN, &saved.norm2, &dact, d, wanted, &mut params);
+    let dx1 = slot_norm_backward(
         p,
         NORM2,
         &dnorm2,
@@ -191,15 +191,15 @@ pub(super) fn backward(
     );
     // Attention: x1 = x + dropout(attn(norm1 · W_qkv + b_qkv) · W_proj + b_proj).
     let dproj = through_mask(&dx1, dropout.map(|m| (&m.proj[..], m.keep)));
-    let dattended = linear_backward(p, PROJ, &saved.attended, &dproj, d, wanted, &mut params);
+    let dattended = slot_linear_backward(p, PROJ, &saved.attended, &dproj, d, wanted, &mut params);
     let attn_dropout = dropout.zip(saved.dropped.as_deref());
     let attn_dropout = attn_dropout.map(|(m, dropped)| (&m.attn[..], m.keep, dropped));
     let mut dqkv = attention_backward(&saved.qkv, &saved.probs, attn_dropout, &dattended, s.heads);
     if let Some(rotary) = p.rotary {
         rotary.rotate(&mut dqkv, s.heads, true);
     }
-    let dnorm1 = linear_backward(p, QKV, &saved.norm1, &dqkv, d, wanted, &mut params);
-    let dx = norm_backward(
+    let dnorm1 = slot_linear_backward(p, QKV, &saved.norm1, &dqkv, d, wanted, &mut params);
+    let dx = slot_norm_backward(
         p,
         NORM1,
         &dnorm1,
@@ -213,7 +213,7 @@ pub(super) fn backward(
 }
 
 /// For `y = x · W + b` (slot `i`): stores dW and db when wanted, returns dx.
-fn linear_backward(
+fn slot_linear_backward(
     p: &Params,
     i: usize,
     x: &[f32],
@@ -233,7 +233,7 @@ fn linear_backward(
 /// For the LayerNorm at slot `i`: stores dgamma and dbeta when wanted, returns `residual`
 /// plus dx.
 #[allow(clippy::too_many_arguments)]
-fn norm_backward(
+fn slot_norm_backward(
     p: &Params,
     i: usize,
     dout: &[f32],

@@ -222,7 +222,7 @@ pub(crate) fn layer_norm(
 /// LayerNorm's backward for the input: d loss / d x, plus `residual` if any, given `dout`
 /// (d loss / d out). The residual is the gradient that reaches the norm's input along the skip
 /// path; each task copies its rows of it into place first, as [`super::gemm::product`] does.
-pub(super) fn layer_norm_backward(
+fn layer_norm_backward(
     dout: &[f32],
     xhat: &[f32],
     rstd: &[f32],

@@ -12,8 +12,10 @@
 //! Used under autodiff on the CPU backend (`Flex`), for learned and rotary positions alike
 //! (`rotary.rs`); everything else takes the op-by-op path, which the tests compare these with.
 //! With dropout, the block draws the op-by-op block's masks, in its order, from the same seeded
-//! generator (`crate::rng`), so a run's losses do not depend on which path ran. One-sequence
-//! decoding ([`super::Transformer`]) reuses the LayerNorm and activation kernels.
+//! generator (`crate::rng`), so a run's losses do not depend on which path ran. Without
+//! autodiff on the CPU, SiLU and the conditioned MLP block run the same kernels as plain
+//! functions (the flow head's sampling), and one-sequence decoding ([`super::Transformer`])
+//! reuses the LayerNorm and activation kernels.
 
 pub(crate) mod activation;
 mod attention;
@@ -64,6 +66,13 @@ pub(crate) fn tracked<const D: usize>(t: Tensor<D>) -> Option<Tracked> {
     (t.primitive().dtype() == DType::F32).then_some(t)
 }
 
+/// `t` as a contiguous f32 tensor of the plain CPU backend, or `None` for any other tensor
+/// (autodiff, another backend, another dtype).
+pub(crate) fn plain<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
+    let t = t.try_into_primitive::<Flex>().ok()?;
+    (t.dtype() == DType::F32).then(|| t.to_contiguous())
+}
+
 /// Elements per parallel task of [`sum_of_squares`].
 const SQUARES_PER_TASK: usize = 1 << 14;
 
@@ -71,11 +80,10 @@ const SQUARES_PER_TASK: usize = 1 << 14;
 /// gradients are when training there); `None` otherwise. One parallel pass over fixed
 /// chunks, whose sums are added in order, so the result does not depend on the thread count.
 pub(crate) fn sum_of_squares(tensors: &[Tensor<1>]) -> Option<f64> {
-    let on_cpu = |t: &Tensor<1>| {
-        let t = t.clone().try_into_primitive::<Flex>().ok()?;
-        (t.dtype() == DType::F32).then(|| t.to_contiguous())
-    };
-    let tensors: Vec<FlexTensor> = tensors.iter().map(on_cpu).collect::<Option<_>>()?;
+    let tensors: Vec<FlexTensor> = tensors
+        .iter()
+        .map(|t| plain(t.clone()))
+        .collect::<Option<_>>()?;
     let chunks: Vec<&[f32]> = tensors
         .iter()
         .flat_map(|t| values(t).chunks(SQUARES_PER_TASK))

@@ -11,10 +11,9 @@ use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::prelude::*;
-use burn::tensor::DType;
 
 use super::activation::{silu as silu_values, silu_backward};
-use super::{flex, node, tracked, values, Ad};
+use super::{flex, node, plain, tracked, values, Ad};
 
 /// `x · sigmoid(x)`, element-wise: for f32 tensors on the CPU backend with the kernels of
 /// `activation.rs` (one graph node under autodiff), for anything else with burn's ops.
@@ -25,9 +24,9 @@ pub(crate) fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         let state = State(Arc::new(input));
         return Tensor::from_primitive::<Ad>(node(SiluBackward, [t.node()], state, out));
     }
-    match x.clone().try_into_primitive::<Flex>() {
-        Ok(t) if t.dtype() == DType::F32 => Tensor::from_primitive::<Flex>(apply(&t)),
-        _ => burn::tensor::activation::silu(x),
+    match plain(x.clone()) {
+        Some(t) => Tensor::from_primitive::<Flex>(apply(&t)),
+        None => burn::tensor::activation::silu(x),
     }
 }
 
