@@ -79,6 +79,11 @@ impl Attention {
         }
         // (One sequence decoding one position on the CPU takes `forward_row` instead.)
         let (k, v) = match cache {
+            Some(cache) if t == 1 && is_plain_cpu(&q) => {
+                let y = step_on_host(cache, [q, k, v], self.max_seq_len);
+                let y = y.swap_dims(1, 2).reshape([b, t, d]); // (B, 1, D)
+                return dropout(linear(&self.proj, y), dropout_prob);
+            }
             Some(cache) => cache.append(k, v), // (B, H, S + T, hd)
             None => (k, v),
         };
@@ -114,6 +119,33 @@ impl Attention {
         let y = cache.attend_one(q, k, v, self.n_heads, self.max_seq_len);
         Some(linear_row(&self.proj, &y).expect("proj is on qkv's backend"))
     }
+}
+
+/// True for a tensor of the plain (not autodiff) CPU backend.
+fn is_plain_cpu(t: &Tensor<4>) -> bool {
+    let device = t.device();
+    !device.is_autodiff() && crate::device::is_cpu(&device)
+}
+
+/// One decoding step of a batch of sequences on the CPU: appends `k` and `v` to the cache's
+/// plain buffers in place and attends over them, instead of copying the whole cache into new
+/// tensors each step.
+///
+/// # Shapes
+/// - `q`, `k`, `v`: `[B, H, 1, hd]`; returns `[B, H, 1, hd]`.
+fn step_on_host(cache: &mut LayerCache, [q, k, v]: [Tensor<4>; 3], capacity: usize) -> Tensor<4> {
+    let dims = q.dims();
+    let device = q.device();
+    let values = |t: Tensor<4>| t.into_data().convert::<f32>().try_into_vec::<f32>();
+    let values = |t| values(t).expect("f32 after the conversion");
+    let y = cache.attend_one(
+        &values(q),
+        &values(k),
+        &values(v),
+        dims[0] * dims[1],
+        capacity,
+    );
+    Tensor::from_data(TensorData::new(y, dims), &device)
 }
 
 /// Boolean mask, true where query `i` (of `t_q` newest positions) must not see key `j`.

@@ -2,34 +2,42 @@
 
 use burn::prelude::*;
 
-use super::matvec::row_times_matrix;
+use rayon::prelude::*;
+
+use super::fused::kernels::{dot, simd};
+
+/// Rows (sequences × heads) from which a decoding step attends in parallel: one sequence's
+/// heads stay on the calling thread.
+const PARALLEL_ROWS: usize = 32;
 
 /// Keys and values of every layer for the positions decoded so far.
 ///
 /// Each step appends the new positions' K/V (`Tensor::cat` on the time axis, or in place while
-/// one sequence decodes one position at a time), so decoding never recomputes the prefix.
+/// the sequences decode one position at a time on the CPU), so decoding never recomputes the
+/// prefix.
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<LayerCache>,
     len: usize,
 }
 
-/// One layer's cached keys and values: `[B, H, S, hd]` tensors, or, while a single sequence
-/// is decoded one position at a time on the CPU, plain buffers ([`HostKv`]).
+/// One layer's cached keys and values: `[B, H, S, hd]` tensors, or, while the sequences are
+/// decoded one position at a time on the CPU, plain buffers ([`HostKv`]).
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
     kv: Option<(Tensor<4>, Tensor<4>)>,
     host: Option<HostKv>,
 }
 
-/// One sequence's keys and values in plain memory, `[H, capacity, hd]` each, so a decoding
-/// step writes one row in place and attends without copying the cache (appending to a tensor
-/// copies all of it each step).
+/// The sequences' keys and values in plain memory, `[B·H, capacity, hd]` each (a head of a
+/// sequence is a "row"), so a decoding step writes one position in place and attends without
+/// copying the cache (appending to a tensor copies all of it each step).
 #[derive(Debug, Clone)]
 struct HostKv {
     k: Vec<f32>,
     v: Vec<f32>,
-    heads: usize,
+    /// Sequences × heads.
+    rows: usize,
     head_dim: usize,
     capacity: usize,
     len: usize,
@@ -75,7 +83,7 @@ impl LayerCache {
     /// Appends `k`, `v` (`[B, H, T, hd]`) and returns everything cached (`[B, H, S + T, hd]`).
     pub(crate) fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let previous = match self.host.take() {
-            Some(host) => Some(host.into_tensors(&k.device())),
+            Some(host) => Some(host.into_tensors(k.dims()[0], &k.device())),
             None => self.kv.take(),
         };
         let (k, v) = match previous {
@@ -86,20 +94,21 @@ impl LayerCache {
         (k, v)
     }
 
-    /// One decoding step of one sequence: appends the new position's `k` and `v` (`[H, hd]`
-    /// row-major, as `q`) and returns softmax(q kᵀ / √hd) v over every cached position, `[H, hd]`.
-    /// `capacity` is the most positions the cache will hold.
+    /// One decoding step of every sequence: appends the new position's `k` and `v` (`[B·H, hd]`
+    /// row-major, as `q`: `rows` = B·H heads of `B` sequences) and returns
+    /// softmax(q kᵀ / √hd) v over every cached position, `[B·H, hd]`. `capacity` is the most
+    /// positions the cache will hold.
     pub(crate) fn attend_one(
         &mut self,
         q: &[f32],
         k: &[f32],
         v: &[f32],
-        heads: usize,
+        rows: usize,
         capacity: usize,
     ) -> Vec<f32> {
         let host = match self.host.take() {
             Some(host) => host,
-            None => HostKv::from_tensors(self.kv.take(), heads, q.len() / heads, capacity),
+            None => HostKv::from_tensors(self.kv.take(), rows, q.len() / rows, capacity),
         };
         let host = self.host.insert(host);
         host.push(k, v);
@@ -108,16 +117,17 @@ impl LayerCache {
 }
 
 impl HostKv {
+    /// The buffers, holding `kv` (`[B, H, S, hd]` with B·H = `rows`) if given.
     fn from_tensors(
         kv: Option<(Tensor<4>, Tensor<4>)>,
-        heads: usize,
+        rows: usize,
         head_dim: usize,
         capacity: usize,
     ) -> Self {
         let mut host = Self {
-            k: vec![0.0; heads * capacity * head_dim],
-            v: vec![0.0; heads * capacity * head_dim],
-            heads,
+            k: vec![0.0; rows * capacity * head_dim],
+            v: vec![0.0; rows * capacity * head_dim],
+            rows,
             head_dim,
             capacity,
             len: 0,
@@ -125,7 +135,7 @@ impl HostKv {
         if let Some((k, v)) = kv {
             let len = k.dims()[2];
             let (k, v) = (values(k), values(v));
-            for h in 0..heads {
+            for h in 0..rows {
                 let (from, to) = (h * len * head_dim, h * capacity * head_dim);
                 let n = len * head_dim;
                 host.k[to..to + n].copy_from_slice(&k[from..from + n]);
@@ -136,22 +146,25 @@ impl HostKv {
         host
     }
 
-    fn into_tensors(self, device: &Device) -> (Tensor<4>, Tensor<4>) {
-        let (h, len, hd) = (self.heads, self.len, self.head_dim);
+    /// The cached positions as `[batch, H, S, hd]` tensors.
+    fn into_tensors(self, batch: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let (rows, len, hd) = (self.rows, self.len, self.head_dim);
+        assert_eq!(rows % batch, 0, "the cache holds whole sequences");
         let used = |buffer: &[f32]| -> Vec<f32> {
-            (0..h)
+            (0..rows)
                 .flat_map(|i| &buffer[i * self.capacity * hd..(i * self.capacity + len) * hd])
                 .copied()
                 .collect()
         };
-        let tensor = |data| Tensor::from_data(TensorData::new(data, [1, h, len, hd]), device);
+        let shape = [batch, rows / batch, len, hd];
+        let tensor = |data| Tensor::from_data(TensorData::new(data, shape), device);
         (tensor(used(&self.k)), tensor(used(&self.v)))
     }
 
     fn push(&mut self, k: &[f32], v: &[f32]) {
         assert!(self.len < self.capacity, "KV cache is full");
         let hd = self.head_dim;
-        for h in 0..self.heads {
+        for h in 0..self.rows {
             let at = (h * self.capacity + self.len) * hd;
             self.k[at..at + hd].copy_from_slice(&k[h * hd..(h + 1) * hd]);
             self.v[at..at + hd].copy_from_slice(&v[h * hd..(h + 1) * hd]);
@@ -159,36 +172,42 @@ impl HostKv {
         self.len += 1;
     }
 
+    /// Attention of `q` (`[rows, hd]`) over the cached positions, `[rows, hd]`: the rows in
+    /// parallel when there are many (a batch of sequences), else on the calling thread.
     fn attend(&self, q: &[f32]) -> Vec<f32> {
-        let (hd, len) = (self.head_dim, self.len);
-        let scale = 1.0 / (hd as f32).sqrt();
-        let mut out = vec![0.0f32; self.heads * hd];
-        let mut weights = vec![0.0f32; len];
-        for (h, y) in out.chunks_exact_mut(hd).enumerate() {
-            let keys = &self.k[h * self.capacity * hd..][..len * hd];
-            let values = &self.v[h * self.capacity * hd..][..len * hd];
-            // SAFETY: `keys` is `[len, hd]` row-major, read here as its `[hd, len]` transpose;
-            // `values` is `[len, hd]` row-major.
-            unsafe {
-                row_times_matrix(
-                    &q[h * hd..][..hd],
-                    keys.as_ptr(),
-                    1,
-                    hd as isize,
-                    &mut weights,
-                    scale,
-                );
-            }
-            let max = weights.iter().fold(f32::NEG_INFINITY, |m, &w| m.max(w));
-            let mut total = 0.0;
-            for w in weights.iter_mut() {
-                *w = (*w - max).exp();
-                total += *w;
-            }
-            weights.iter_mut().for_each(|w| *w /= total);
-            unsafe { row_times_matrix(&weights, values.as_ptr(), hd as isize, 1, y, 1.0) };
+        let hd = self.head_dim;
+        let mut out = vec![0.0f32; self.rows * hd];
+        let row = |(r, y): (usize, &mut [f32])| self.attend_row(r, &q[r * hd..][..hd], y);
+        if self.rows >= PARALLEL_ROWS {
+            out.par_chunks_mut(hd).enumerate().for_each(row);
+        } else {
+            out.chunks_mut(hd).enumerate().for_each(row);
         }
         out
+    }
+
+    /// `y = softmax(q kᵀ / √hd) v` for row `r` of the cache, vectorized by [`simd`].
+    fn attend_row(&self, r: usize, q: &[f32], y: &mut [f32]) {
+        let (hd, len) = (self.head_dim, self.len);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let keys = &self.k[r * self.capacity * hd..][..len * hd];
+        let values = &self.v[r * self.capacity * hd..][..len * hd];
+        simd(
+            #[inline(always)]
+            || {
+                let weights: Vec<f32> = keys.chunks_exact(hd).map(|k| dot(q, k) * scale).collect();
+                let max = weights.iter().fold(f32::NEG_INFINITY, |m, &w| m.max(w));
+                let weights: Vec<f32> = weights.iter().map(|w| (w - max).exp()).collect();
+                let total: f32 = weights.iter().sum();
+                y.fill(0.0);
+                for (w, v) in weights.iter().zip(values.chunks_exact(hd)) {
+                    let w = w / total;
+                    for (y, v) in y.iter_mut().zip(v) {
+                        *y += w * v;
+                    }
+                }
+            },
+        )
     }
 }
 

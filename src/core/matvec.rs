@@ -240,47 +240,6 @@ fn four_rows(x: &[f32], w: &[f32], y: &mut [f32]) {
     }
 }
 
-/// `y = scale · x · W` on the calling thread, `W` being `[x.len(), y.len()]` with element
-/// `(i, j)` at `w + i * row_stride + j * col_stride` (so a transposed matrix costs no copy).
-///
-/// # Safety
-/// Every element `(i, j)` of `W` must be readable.
-pub(crate) unsafe fn row_times_matrix(
-    x: &[f32],
-    w: *const f32,
-    row_stride: isize,
-    col_stride: isize,
-    y: &mut [f32],
-    scale: f32,
-) {
-    let (k, n) = (x.len(), y.len());
-    // SAFETY: `x` and `y` are `1 x k` and `1 x n` slices, `y` aliases neither input, and the
-    // caller vouches for `W`.
-    unsafe {
-        gemm::gemm(
-            1,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w,
-            col_stride,
-            row_stride,
-            0.0f32,
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,8 +71,10 @@ fn huge_padding_does_not_leak_into_earlier_positions() {
 fn cached_decoding_equals_the_full_forward() {
     for config in configs() {
         let core = config.init(&device());
-        // One sequence decodes in place (HostKv), several through cached tensors.
-        for batch in [1, 2] {
+        // Single positions decode in place (HostKv): one sequence on raw rows, a batch through
+        // the attention layer (9 sequences: enough heads to attend in parallel); longer
+        // chunks through cached tensors.
+        for batch in [1, 2, 9] {
             let x = random_input(batch, 12, 32);
             let full = core.forward(x.clone());
             let mut cache = core.new_cache();
