@@ -18,7 +18,7 @@ mod spin;
 
 pub use cache::KvCache;
 pub use config::{Activation, Positions, TransformerConfig};
-pub(crate) use fused::{cross_entropy_sum, silu, sum_of_squares, ConditionedMlp};
+pub(crate) use fused::{cross_entropy_sum, forward_linear, silu, sum_of_squares, ConditionedMlp};
 
 use std::sync::Arc;
 

@@ -13,7 +13,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 
-use crate::core::{silu, ConditionedMlp};
+use crate::core::{forward_linear, silu, ConditionedMlp};
 use crate::{Error, Result};
 
 /// How training draws flow times `t` in `[0, 1]`.
@@ -140,7 +140,7 @@ impl FlowHead {
     /// # Shapes
     /// - `x_t`: `[N, unit_dim]`, `t`: `[N, 1]`, `z`: `[N, cond_dim]`; returns `[N, unit_dim]`.
     pub fn forward(&self, x_t: Tensor<2>, t: Tensor<2>, z: Tensor<2>) -> Tensor<2> {
-        self.velocity(x_t, self.time_embedding(t), self.cond.forward(z))
+        self.velocity(x_t, self.time_embedding(t), forward_linear(&self.cond, z))
     }
 
     /// The velocity given the embedded time and the projected condition `cond(z)`, which
@@ -151,17 +151,17 @@ impl FlowHead {
     ///   rows), `cond_z`: `[N, width]`; returns `[N, unit_dim]`.
     fn velocity(&self, x_t: Tensor<2>, time: Tensor<2>, cond_z: Tensor<2>) -> Tensor<2> {
         let c = silu(cond_z + time); // (N, width), computed once for all blocks
-        let mut h = self.input.forward(x_t);
+        let mut h = forward_linear(&self.input, x_t);
         for block in &self.blocks {
             h = block.forward(h, &c);
         }
-        self.output.forward(self.norm_out.forward(h))
+        forward_linear(&self.output, self.norm_out.forward(h))
     }
 
     /// `[N, 1]` times -> `[N, width]` embeddings.
     fn time_embedding(&self, t: Tensor<2>) -> Tensor<2> {
-        self.time_out
-            .forward(silu(self.time_in.forward(self.time_features(t))))
+        let hidden = silu(forward_linear(&self.time_in, self.time_features(t)));
+        forward_linear(&self.time_out, hidden)
     }
 
     /// Mean squared velocity error with `draws` noise/time samples per unit.
@@ -171,7 +171,7 @@ impl FlowHead {
     pub fn loss(&self, x0: Tensor<2>, z: Tensor<2>, draws: usize, time: FlowTime) -> Tensor<1> {
         let [n, _] = x0.dims();
         let x0 = x0.repeat_dim(0, draws); // (N*K, unit_dim)
-        let cond_z = self.cond.forward(z).repeat_dim(0, draws);
+        let cond_z = forward_linear(&self.cond, z).repeat_dim(0, draws);
         let eps = crate::rng::random_like(&x0, Distribution::Normal(0.0, 1.0));
         let device = x0.device();
         let t = match time {
@@ -211,10 +211,13 @@ impl FlowHead {
         if temperature != 1.0 {
             x = x * temperature as f64;
         }
-        let cond_z = self.cond.forward(match &guidance {
-            Some((z_null, _)) => Tensor::cat(vec![z, z_null.clone()], 0), // (2N, cond_dim)
-            None => z,
-        });
+        let cond_z = forward_linear(
+            &self.cond,
+            match &guidance {
+                Some((z_null, _)) => Tensor::cat(vec![z, z_null.clone()], 0), // (2N, cond_dim)
+                None => z,
+            },
+        );
         let dt = 1.0 / steps as f64;
         for i in 0..steps {
             let t_now = 1.0 - i as f64 * dt;

@@ -73,6 +73,34 @@ pub(crate) fn plain<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
     (t.dtype() == DType::F32).then(|| t.to_contiguous())
 }
 
+/// `layer.forward(x)`: for a plain CPU f32 tensor through [`linear_rows`], for any other
+/// (autodiff, another backend) through burn's `Linear::forward`.
+pub(crate) fn forward_linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
+    linear_rows(layer, &x).unwrap_or_else(|| layer.forward(x))
+}
+
+/// `layer.forward(x)` for a plain CPU f32 tensor of any rank (rows of its last dimension),
+/// through the fused products: rows split over the thread pool, the bias added in place
+/// (burn adds it in a second pass, on one thread); `None` for any other tensor.
+fn linear_rows<const D: usize>(layer: &burn::nn::Linear, x: &Tensor<D>) -> Option<Tensor<D>> {
+    let (input, weight) = (plain(x.clone())?, plain(layer.weight.val())?);
+    let bias = match &layer.bias {
+        Some(b) => Some(plain(b.val())?),
+        None => None,
+    };
+    let [d_in, d_out] = [weight.layout().shape()[0], weight.layout().shape()[1]];
+    let mut shape = input.layout().shape().clone();
+    if shape[D - 1] != d_in {
+        return None; // burn's forward reports the mismatch
+    }
+    let rows = shape.num_elements() / d_in;
+    let x_mat = gemm::Mat::new(values(&input), rows, d_in);
+    let w_mat = gemm::Mat::new(values(&weight), d_in, d_out);
+    let out = gemm::product(x_mat, w_mat, bias.as_ref().map(values), None);
+    shape[D - 1] = d_out;
+    Some(Tensor::from_primitive::<Flex>(flex(out, shape)))
+}
+
 /// Elements per parallel task of [`sum_of_squares`].
 const SQUARES_PER_TASK: usize = 1 << 14;
 

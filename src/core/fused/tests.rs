@@ -386,3 +386,37 @@ fn fused_layer_norm_matches_burn_ops_in_values_and_every_gradient() {
         }
     }
 }
+
+/// Linear layers on plain CPU tensors take the fused products (any rank, with or without a
+/// bias) and give burn's values; autodiff tensors keep burn's own forward.
+#[test]
+fn plain_linear_layers_match_burns_forward() {
+    let plain = crate::default_device();
+    for bias in [true, false] {
+        let layer = burn::nn::LinearConfig::new(24, 40)
+            .with_bias(bias)
+            .init(&plain);
+        let x = Tensor::<3>::random([3, 70, 24], Distribution::Normal(0.0, 1.0), &plain);
+        assert!(
+            super::linear_rows(&layer, &x).is_some(),
+            "the fused path runs"
+        );
+        let fused = super::forward_linear(&layer, x.clone());
+        let want = layer.forward(x.clone());
+        assert_eq!(fused.dims(), [3, 70, 40]);
+        let diff = (fused - want).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-5, "off by {diff} (bias {bias})");
+        let flat = x.reshape([210, 24]);
+        let diff = (super::forward_linear(&layer, flat.clone()) - layer.forward(flat))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(diff < 1e-5, "2-D: off by {diff}");
+    }
+    let layer = burn::nn::LinearConfig::new(24, 40).init(&device());
+    let x = Tensor::<2>::random([5, 24], Distribution::Normal(0.0, 1.0), &device());
+    assert!(
+        super::linear_rows(&layer, &x).is_none(),
+        "autodiff keeps burn's forward"
+    );
+}
