@@ -3,8 +3,8 @@
 //! Under autodiff the scores are computed by hand (`softmax(QKᵀ/√hd)V`), which burn 0.22
 //! differentiates faster than its fused op; without autodiff (scoring, batched generation) the
 //! fused `attention` op is about 3x faster on the CPU backend (see BURN_NOTES.md, section 3).
-//! One sequence decoding one position on the CPU attends over its cache in place
-//! ([`Attention::forward_row`]).
+//! Sequences decoding one position each on the CPU attend over their cache in place: one
+//! sequence on raw rows ([`Attention::forward_row`]), a batch through [`Attention::forward`].
 
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
@@ -25,7 +25,7 @@ pub struct Attention {
     /// `[D, D]`: output projection back into the residual stream.
     proj: Linear,
     n_heads: usize,
-    /// Longest sequence: the capacity of a one-sequence decoding cache.
+    /// Longest sequence: the capacity of an in-place decoding cache.
     max_seq_len: usize,
 }
 
@@ -79,7 +79,7 @@ impl Attention {
         }
         // (One sequence decoding one position on the CPU takes `forward_row` instead.)
         let (k, v) = match cache {
-            Some(cache) if t == 1 && is_plain_cpu(&q) => {
+            Some(cache) if t == 1 && is_plain_cpu_f32(&q) => {
                 let y = step_on_host(cache, [q, k, v], self.max_seq_len);
                 let y = y.swap_dims(1, 2).reshape([b, t, d]); // (B, 1, D)
                 return dropout(linear(&self.proj, y), dropout_prob);
@@ -121,10 +121,10 @@ impl Attention {
     }
 }
 
-/// True for a tensor of the plain (not autodiff) CPU backend.
-fn is_plain_cpu(t: &Tensor<4>) -> bool {
+/// True for an f32 tensor of the plain (not autodiff) CPU backend.
+fn is_plain_cpu_f32(t: &Tensor<4>) -> bool {
     let device = t.device();
-    !device.is_autodiff() && crate::device::is_cpu(&device)
+    !device.is_autodiff() && crate::device::is_cpu(&device) && t.dtype() == burn::tensor::DType::F32
 }
 
 /// One decoding step of a batch of sequences on the CPU: appends `k` and `v` to the cache's
@@ -136,8 +136,7 @@ fn is_plain_cpu(t: &Tensor<4>) -> bool {
 fn step_on_host(cache: &mut LayerCache, [q, k, v]: [Tensor<4>; 3], capacity: usize) -> Tensor<4> {
     let dims = q.dims();
     let device = q.device();
-    let values = |t: Tensor<4>| t.into_data().convert::<f32>().try_into_vec::<f32>();
-    let values = |t| values(t).expect("f32 after the conversion");
+    let values = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().expect("f32 (checked)");
     let y = cache.attend_one(
         &values(q),
         &values(k),

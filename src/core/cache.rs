@@ -6,8 +6,8 @@ use rayon::prelude::*;
 
 use super::fused::kernels::{dot, simd};
 
-/// Rows (sequences × heads) from which a decoding step attends in parallel: one sequence's
-/// heads stay on the calling thread.
+/// Rows (sequences × heads) from which a decoding step attends in parallel; fewer (one
+/// sequence's heads, a small batch) stay on the calling thread.
 const PARALLEL_ROWS: usize = 32;
 
 /// Keys and values of every layer for the positions decoded so far.
@@ -110,6 +110,11 @@ impl LayerCache {
             Some(host) => host,
             None => HostKv::from_tensors(self.kv.take(), rows, q.len() / rows, capacity),
         };
+        assert_eq!(
+            (host.rows, host.head_dim),
+            (rows, q.len() / rows),
+            "a decoding step must continue the cached sequences (rows, head width)"
+        );
         let host = self.host.insert(host);
         host.push(k, v);
         host.attend(q)
@@ -133,7 +138,12 @@ impl HostKv {
             len: 0,
         };
         if let Some((k, v)) = kv {
-            let len = k.dims()[2];
+            let [b, h, len, _] = k.dims();
+            assert_eq!(
+                b * h,
+                rows,
+                "a decoding step must continue the cached sequences"
+            );
             let (k, v) = (values(k), values(v));
             for h in 0..rows {
                 let (from, to) = (h * len * head_dim, h * capacity * head_dim);

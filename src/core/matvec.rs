@@ -7,8 +7,9 @@
 //! sequential stream ([`gemv`]), and the partial rows are summed in block order. On the 2-core
 //! machine this streams the nanoGPT-big weights 1.2-1.7x faster. Small matrices, which stay in
 //! cache, run on the calling thread four rows at a time.
-//! [`linear`] sends anything else (other backends, autodiff, several rows, non-contiguous
-//! weights) through burn's own `Linear::forward`; the `_row` functions return `None` for it.
+//! [`linear`] sends several rows through the fused products (`fused::forward_linear`), and
+//! anything else (other backends, autodiff, non-contiguous weights) through burn's own
+//! `Linear::forward`; the `_row` functions return `None` for it.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -24,7 +25,8 @@ use super::fused::kernels::simd;
 /// are split.
 const MIN_PARALLEL_ELEMENTS: usize = 1 << 17;
 
-/// `layer.forward(x)`, faster for a single row on the CPU backend.
+/// `layer.forward(x)`, faster on the CPU backend: one row through [`matvec`], several
+/// through the fused products.
 ///
 /// # Shapes
 /// - `x`: `[B, T, D_in]`; returns `[B, T, D_out]`.

@@ -14,8 +14,9 @@
 //! With dropout, the block draws the op-by-op block's masks, in its order, from the same seeded
 //! generator (`crate::rng`), so a run's losses do not depend on which path ran. Without
 //! autodiff on the CPU, SiLU and the conditioned MLP block run the same kernels as plain
-//! functions (the flow head's sampling), and one-sequence decoding ([`super::Transformer`])
-//! reuses the LayerNorm and activation kernels.
+//! functions (the flow head's sampling), linear layers with several rows run on the fused
+//! products ([`forward_linear`]), and one-sequence decoding ([`super::Transformer`]) reuses
+//! the LayerNorm and activation kernels.
 
 pub(crate) mod activation;
 mod attention;
@@ -93,7 +94,7 @@ fn linear_rows<const D: usize>(layer: &burn::nn::Linear, x: &Tensor<D>) -> Optio
     if shape[D - 1] != d_in {
         return None; // burn's forward reports the mismatch
     }
-    let rows = shape.num_elements() / d_in;
+    let rows = (0..D - 1).map(|i| shape[i]).product();
     let x_mat = gemm::Mat::new(values(&input), rows, d_in);
     let w_mat = gemm::Mat::new(values(&weight), d_in, d_out);
     let out = gemm::product(x_mat, w_mat, bias.as_ref().map(values), None);
