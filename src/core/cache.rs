@@ -205,9 +205,10 @@ impl HostKv {
         simd(
             #[inline(always)]
             || {
-                let weights: Vec<f32> = keys.chunks_exact(hd).map(|k| dot(q, k) * scale).collect();
+                let mut weights: Vec<f32> =
+                    keys.chunks_exact(hd).map(|k| dot(q, k) * scale).collect();
                 let max = weights.iter().fold(f32::NEG_INFINITY, |m, &w| m.max(w));
-                let weights: Vec<f32> = weights.iter().map(|w| (w - max).exp()).collect();
+                weights.iter_mut().for_each(|w| *w = (*w - max).exp());
                 let total: f32 = weights.iter().sum();
                 y.fill(0.0);
                 for (w, v) in weights.iter().zip(values.chunks_exact(hd)) {

@@ -210,13 +210,7 @@ fn gemv(x: &[f32], w: &[f32], y: &mut [f32], walk: Walk) {
         ),
         Walk::Stream => simd(
             #[inline(always)]
-            || {
-                for (row, &xi) in w.chunks_exact(y.len()).zip(x) {
-                    for (y, a) in y.iter_mut().zip(row) {
-                        *y += xi * a;
-                    }
-                }
-            },
+            || one_row_at_a_time(x, w, y),
         ),
     }
 }
@@ -237,8 +231,14 @@ fn four_rows(x: &[f32], w: &[f32], y: &mut [f32]) {
             *y += x0 * a + x1 * b + x2 * c + x3 * d;
         }
     }
-    let done = x.len() - x.len() % 4;
-    for (row, &xi) in tail.chunks_exact(n).zip(&x[done..]) {
+    one_row_at_a_time(&x[x.len() - x.len() % 4..], tail, y);
+}
+
+/// `y += x · w` one row of `w` after another: [`Walk::Stream`], and the rows left over by
+/// [`four_rows`]; inlined into each [`simd`] variant.
+#[inline(always)]
+fn one_row_at_a_time(x: &[f32], w: &[f32], y: &mut [f32]) {
+    for (row, &xi) in w.chunks_exact(y.len()).zip(x) {
         for (y, a) in y.iter_mut().zip(row) {
             *y += xi * a;
         }

@@ -82,7 +82,7 @@ pub(crate) fn forward_linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor
 
 /// `layer.forward(x)` for a plain CPU f32 tensor of any rank (rows of its last dimension),
 /// through the fused products: rows split over the thread pool, the bias added in place
-/// (burn adds it in a second pass, on one thread); `None` for any other tensor.
+/// (burn adds it in a second pass); `None` for any other tensor.
 fn linear_rows<const D: usize>(layer: &burn::nn::Linear, x: &Tensor<D>) -> Option<Tensor<D>> {
     let (input, weight) = (plain(x.clone())?, plain(layer.weight.val())?);
     let bias = match &layer.bias {
