@@ -128,6 +128,19 @@ fn print_last_line(labelled: &JudgeScore, prompted: Option<&(JudgeScore, JudgeSc
     println!("{line}");
 }
 
+/// Each path given, or else the shipped one in its place.
+fn or_shipped<const N: usize>(mut given: [Option<PathBuf>; N], shipped: [&str; N]) -> [PathBuf; N] {
+    std::array::from_fn(|i| {
+        given[i]
+            .take()
+            .unwrap_or_else(|| super::shipped(shipped[i]))
+    })
+}
+
+fn load_pipeline(dir: &Path) -> anyhow::Result<Pipeline> {
+    Pipeline::load(dir).with_context(|| format!("loading the model from {}", dir.display()))
+}
+
 fn print_score(what: &str, score: &JudgeScore) {
     println!(
         "{what} count={} accuracy={:.4} frechet={:.3} (means {:.1}, variance {:.1})",
@@ -137,17 +150,13 @@ fn print_score(what: &str, score: &JudgeScore) {
 
 pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.per_class > 0, "--per-class must be positive");
-    let dir = args
-        .model
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_MODEL));
-    let data = args
-        .data
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_DATA));
-    let judge_dir = args
-        .classifier
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_IMAGE_JUDGE));
-    let pipeline = Pipeline::load(&dir)
-        .with_context(|| format!("loading the model from {}", dir.display()))?;
+    let shipped = [
+        super::SHIPPED_IMAGE_MODEL,
+        super::SHIPPED_IMAGE_DATA,
+        super::SHIPPED_IMAGE_JUDGE,
+    ];
+    let [dir, data, judge_dir] = or_shipped([args.model, args.data, args.classifier], shipped);
+    let pipeline = load_pipeline(&dir)?;
     let image = &pipeline.image_config()?;
     let options = args.sampling.options(pipeline.image_options());
     options.validate()?; // before the judge is loaded or trained
@@ -223,17 +232,13 @@ pub fn eval_image(args: EvalImageArgs) -> anyhow::Result<()> {
 
 pub fn eval_audio(args: EvalAudioArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.per_class > 0, "--per-class must be positive");
-    let dir = args
-        .model
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_MODEL));
-    let data = args
-        .data
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_DATA));
-    let judge_dir = args
-        .classifier
-        .unwrap_or_else(|| super::shipped(super::SHIPPED_AUDIO_JUDGE));
-    let pipeline = Pipeline::load(&dir)
-        .with_context(|| format!("loading the model from {}", dir.display()))?;
+    let shipped = [
+        super::SHIPPED_AUDIO_MODEL,
+        super::SHIPPED_AUDIO_DATA,
+        super::SHIPPED_AUDIO_JUDGE,
+    ];
+    let [dir, data, judge_dir] = or_shipped([args.model, args.data, args.classifier], shipped);
+    let pipeline = load_pipeline(&dir)?;
     let audio = &pipeline.audio_config()?;
     let options = args.sampling.options(pipeline.audio_options());
     options.validate()?; // before the judge is loaded or trained

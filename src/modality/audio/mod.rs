@@ -5,6 +5,7 @@ mod codec;
 mod dataset;
 mod generate;
 mod mel;
+mod mixture;
 mod model;
 mod parts;
 mod prior;

@@ -15,17 +15,14 @@
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use nalgebra::{Cholesky, DMatrix, DVector, RowDVector, SymmetricEigen};
+use nalgebra::{DMatrix, DVector};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+pub use super::mixture::Mixture;
+use super::mixture::{fit_mixture, principal_components, voice_mixture};
 use crate::{Error, Result};
-
-/// Expectation-maximisation rounds of a class's mixture.
-const EM_ROUNDS: usize = 100;
-/// Added to each component's covariance (in whitened units), so none collapses onto a point.
-const COVARIANCE_FLOOR: f64 = 1e-2;
 
 /// Shape of an onset prior; the fitted values are filled in from the data when a run starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,18 +60,6 @@ pub struct OnsetPrior {
     /// Each class's voices, one per component, when the training clips named them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub voices: Vec<Vec<String>>,
-}
-
-/// A Gaussian mixture over `d` values, with `k` components.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Mixture {
-    /// Component weights, summing to 1.
-    pub weights: Vec<f32>,
-    /// Component means, `[k, d]`.
-    pub means: Vec<f32>,
-    /// Lower-triangular Cholesky factors of the component covariances, row by row, packed:
-    /// `[k, d (d + 1) / 2]`.
-    pub cholesky: Vec<f32>,
 }
 
 /// One clip's start: its first unit and its length in units.
@@ -179,37 +164,8 @@ impl OnsetPriorConfig {
             z[self.dims] = (log_lengths[i] - log_mean) / log_std;
             z
         };
-        let voiced = voices.len() == n && voices.iter().all(Option::is_some);
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut classes = Vec::with_capacity(n_classes);
-        let mut class_voices = Vec::new();
-        for class in 0..n_classes {
-            let members: Vec<usize> = (0..n).filter(|&i| labels[i] == class).collect();
-            if members.is_empty() {
-                return Err(Error::Input(format!(
-                    "class {class} has no training clips to fit the onset prior to"
-                )));
-            }
-            if voiced {
-                let mut names: Vec<&String> = members.iter().flat_map(|&i| &voices[i]).collect();
-                names.sort();
-                names.dedup();
-                let groups: Vec<Vec<DVector<f64>>> = names
-                    .iter()
-                    .map(|&name| {
-                        let of_voice = members
-                            .iter()
-                            .filter(|&&i| voices[i].as_ref() == Some(name));
-                        of_voice.map(|&i| row(i)).collect()
-                    })
-                    .collect();
-                classes.push(voice_mixture(&groups));
-                class_voices.push(names.into_iter().cloned().collect());
-            } else {
-                let rows: Vec<DVector<f64>> = members.iter().map(|&i| row(i)).collect();
-                classes.push(fit_mixture(&rows, self.components, &mut rng));
-            }
-        }
+        let rows: Vec<DVector<f64>> = (0..n).map(row).collect();
+        let (classes, class_voices) = self.fit_classes(&rows, labels, voices, n_classes, seed)?;
         Ok(OnsetPrior {
             mean: mean.iter().map(|&v| v as f32).collect(),
             basis: basis.transpose().iter().map(|&v| v as f32).collect(),
@@ -229,6 +185,52 @@ impl OnsetPriorConfig {
 }
 
 impl OnsetPriorConfig {
+    /// One mixture per class over the clips' `rows` (whitened first unit and log length):
+    /// a Gaussian per voice when every clip names its voice, else `components` by
+    /// expectation-maximisation seeded with `seed`; with each class's voices (empty without).
+    fn fit_classes(
+        &self,
+        rows: &[DVector<f64>],
+        labels: &[usize],
+        voices: &[Option<String>],
+        n_classes: usize,
+        seed: u64,
+    ) -> Result<(Vec<Mixture>, Vec<Vec<String>>)> {
+        let voiced = voices.len() == rows.len() && voices.iter().all(Option::is_some);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut classes = Vec::with_capacity(n_classes);
+        let mut class_voices = Vec::new();
+        for class in 0..n_classes {
+            let members: Vec<usize> = (0..rows.len()).filter(|&i| labels[i] == class).collect();
+            if members.is_empty() {
+                return Err(Error::Input(format!(
+                    "class {class} has no training clips to fit the onset prior to"
+                )));
+            }
+            if voiced {
+                let mut names: Vec<&String> = members.iter().flat_map(|&i| &voices[i]).collect();
+                names.sort();
+                names.dedup();
+                let groups: Vec<Vec<DVector<f64>>> = names
+                    .iter()
+                    .map(|&name| {
+                        let of_voice = members
+                            .iter()
+                            .filter(|&&i| voices[i].as_ref() == Some(name));
+                        of_voice.map(|&i| rows[i].clone()).collect()
+                    })
+                    .collect();
+                classes.push(voice_mixture(&groups));
+                class_voices.push(names.into_iter().cloned().collect());
+            } else {
+                let of_class: Vec<DVector<f64>> =
+                    members.iter().map(|&i| rows[i].clone()).collect();
+                classes.push(fit_mixture(&of_class, self.components, &mut rng));
+            }
+        }
+        Ok((classes, class_voices))
+    }
+
     fn check_shape(&self, unit_dim: usize) -> Result<()> {
         match self.components == 0 || self.dims == 0 || self.dims > unit_dim {
             true => Err(Error::Config(format!(
@@ -312,33 +314,6 @@ impl OnsetPrior {
     }
 }
 
-/// The `dims` leading principal components of the rows of `x` (`[n, width]`): the mean row,
-/// the basis (`[dims, width]`: directions scaled by their spreads) and each row's whitened
-/// coordinates (`[n, dims]`), so that `mean + whitened * basis` approximates `x`.
-fn principal_components(
-    x: &DMatrix<f64>,
-    dims: usize,
-) -> (RowDVector<f64>, DMatrix<f64>, DMatrix<f64>) {
-    let (n, width) = x.shape();
-    let mean = x.row_mean();
-    let centered = DMatrix::from_fn(n, width, |i, j| x[(i, j)] - mean[j]);
-    let eigen = SymmetricEigen::new(centered.transpose() * &centered / n as f64);
-    let mut order: Vec<usize> = (0..width).collect();
-    order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
-    let spread = |r: usize| eigen.eigenvalues[order[r]].max(1e-12).sqrt();
-    let basis = DMatrix::from_fn(dims, width, |r, j| {
-        eigen.eigenvectors[(j, order[r])] * spread(r)
-    });
-    let whitened = DMatrix::from_fn(n, dims, |i, r| {
-        centered
-            .row(i)
-            .transpose()
-            .dot(&eigen.eigenvectors.column(order[r]))
-            / spread(r)
-    });
-    (mean, basis, whitened)
-}
-
 /// The index where `u` (in `[0, 1)`) falls among the cumulative `shares`.
 fn at_share(shares: &[f32], u: f32) -> usize {
     let mut left = u;
@@ -373,123 +348,6 @@ pub fn spread_picks(labels: &[usize], seed: u64) -> Vec<f32> {
             (*placed as f32 - 1.0 + *start) / *count as f32
         })
         .collect()
-}
-
-/// A `components`-Gaussian mixture fitted to `rows` by expectation-maximisation, started
-/// from k-means++ seeds.
-fn fit_mixture(rows: &[DVector<f64>], components: usize, rng: &mut StdRng) -> Mixture {
-    let (n, d) = (rows.len(), rows[0].len());
-    let mut means = vec![rows[rng.random_range(0..n)].clone()];
-    while means.len() < components {
-        let far: Vec<f64> = rows
-            .iter()
-            .map(|x| {
-                means
-                    .iter()
-                    .map(|m| (x - m).norm_squared())
-                    .fold(f64::MAX, f64::min)
-            })
-            .collect();
-        let mut pick = rng.random::<f64>() * far.iter().sum::<f64>();
-        let i = (0..n)
-            .find(|&i| {
-                pick -= far[i];
-                pick < 0.0
-            })
-            .unwrap_or(n - 1);
-        means.push(rows[i].clone());
-    }
-    let mut covs = vec![DMatrix::identity(d, d); components];
-    let mut weights = vec![1.0 / components as f64; components];
-    for _ in 0..EM_ROUNDS {
-        // E step: each row's responsibilities, from log densities.
-        let factors: Vec<Cholesky<f64, _>> = covs
-            .iter()
-            .map(|c| Cholesky::new(c.clone()).expect("floored covariances are positive definite"))
-            .collect();
-        let resp: Vec<Vec<f64>> = rows
-            .iter()
-            .map(|x| {
-                let log_p: Vec<f64> = (0..components)
-                    .map(|k| {
-                        let l = factors[k].l();
-                        let y = l
-                            .solve_lower_triangular(&(x - &means[k]))
-                            .expect("invertible");
-                        let log_det: f64 = l.diagonal().iter().map(|v| v.ln()).sum();
-                        weights[k].ln() - 0.5 * y.norm_squared() - log_det
-                    })
-                    .collect();
-                let top = log_p.iter().copied().fold(f64::MIN, f64::max);
-                let p: Vec<f64> = log_p.iter().map(|v| (v - top).exp()).collect();
-                let total: f64 = p.iter().sum();
-                p.iter().map(|v| v / total).collect()
-            })
-            .collect();
-        // M step.
-        for k in 0..components {
-            let resp_k: Vec<f64> = resp.iter().map(|r| r[k]).collect();
-            weights[k] = resp_k.iter().sum::<f64>() / n as f64;
-            (means[k], covs[k]) = weighted_gaussian(rows, &resp_k);
-        }
-    }
-    packed(&weights, &means, covs)
-}
-
-/// One Gaussian per group of rows (a voice's clips), weighted by the group's size.
-fn voice_mixture(groups: &[Vec<DVector<f64>>]) -> Mixture {
-    let total: usize = groups.iter().map(Vec::len).sum();
-    let weights: Vec<f64> = groups
-        .iter()
-        .map(|g| g.len() as f64 / total as f64)
-        .collect();
-    let (means, covs) = groups
-        .iter()
-        .map(|g| weighted_gaussian(g, &vec![1.0; g.len()]))
-        .unzip::<_, _, Vec<_>, Vec<_>>();
-    packed(&weights, &means, covs)
-}
-
-/// Mean and floored covariance of `rows` weighted by `weights`.
-fn weighted_gaussian(rows: &[DVector<f64>], weights: &[f64]) -> (DVector<f64>, DMatrix<f64>) {
-    let d = rows[0].len();
-    let mass = weights.iter().sum::<f64>() + 1e-9;
-    let mean = rows
-        .iter()
-        .zip(weights)
-        .fold(DVector::zeros(d), |acc, (x, w)| acc + x * *w)
-        / mass;
-    let cov = rows
-        .iter()
-        .zip(weights)
-        .fold(DMatrix::zeros(d, d), |acc, (x, w)| {
-            let dx = x - &mean;
-            acc + &dx * dx.transpose() * *w
-        })
-        / mass
-        + DMatrix::identity(d, d) * COVARIANCE_FLOOR;
-    (mean, cov)
-}
-
-/// A mixture as stored: `f32`, covariances as packed Cholesky factors.
-fn packed(weights: &[f64], means: &[DVector<f64>], covs: Vec<DMatrix<f64>>) -> Mixture {
-    let mut cholesky = Vec::new();
-    for cov in covs {
-        let l = Cholesky::new(cov)
-            .expect("floored covariances are positive definite")
-            .l();
-        for r in 0..l.nrows() {
-            cholesky.extend((0..=r).map(|c| l[(r, c)] as f32));
-        }
-    }
-    Mixture {
-        weights: weights.iter().map(|&w| w as f32).collect(),
-        means: means
-            .iter()
-            .flat_map(|m| m.iter().map(|&v| v as f32))
-            .collect(),
-        cholesky,
-    }
 }
 
 #[cfg(test)]
