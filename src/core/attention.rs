@@ -13,7 +13,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::cache::LayerCache;
-use super::matvec::{linear, linear_row};
+use super::fused::forward_linear;
+use super::matvec::linear_row;
 use super::rope::Rope;
 use super::{dropout, TransformerConfig, INIT_STD};
 
@@ -67,7 +68,10 @@ impl Attention {
         let [b, t, d] = x.dims();
         let (h, hd) = (self.n_heads, d / self.n_heads);
         let heads = |x: Tensor<3>| x.reshape([b, t, h, hd]).swap_dims(1, 2); // (B, H, T, hd)
-        let mut qkv = linear(&self.qkv, x).chunk(3, 2).into_iter().map(heads);
+        let mut qkv = forward_linear(&self.qkv, x)
+            .chunk(3, 2)
+            .into_iter()
+            .map(heads);
         let (mut q, mut k, v) = (
             qkv.next().unwrap(),
             qkv.next().unwrap(),
@@ -82,7 +86,7 @@ impl Attention {
             Some(cache) if t == 1 && is_plain_cpu_f32(&q) => {
                 let y = step_on_host(cache, [q, k, v], self.max_seq_len);
                 let y = y.swap_dims(1, 2).reshape([b, t, d]); // (B, 1, D)
-                return dropout(linear(&self.proj, y), dropout_prob);
+                return dropout(forward_linear(&self.proj, y), dropout_prob);
             }
             Some(cache) => cache.append(k, v), // (B, H, S + T, hd)
             None => (k, v),
@@ -93,7 +97,7 @@ impl Attention {
             fused_attention(q, k, v)
         };
         let y = y.swap_dims(1, 2).reshape([b, t, d]); // (B, T, D)
-        dropout(linear(&self.proj, y), dropout_prob)
+        dropout(forward_linear(&self.proj, y), dropout_prob)
     }
 }
 
@@ -108,7 +112,7 @@ impl Attention {
         cache: &mut LayerCache,
         pos: usize,
     ) -> Option<Vec<f32>> {
-        let mut qkv = linear_row(&self.qkv, x)?;
+        let mut qkv = linear_row(&self.qkv, x, cache)?;
         let d = x.len();
         if let Some(rope) = rope {
             // q and k are adjacent `[H, hd]` rows: one pass rotates both.
@@ -117,7 +121,7 @@ impl Attention {
         let (q, kv) = qkv.split_at(d);
         let (k, v) = kv.split_at(d);
         let y = cache.attend_one(q, k, v, self.n_heads, self.max_seq_len);
-        Some(linear_row(&self.proj, &y).expect("proj is on qkv's backend"))
+        Some(linear_row(&self.proj, &y, cache).expect("proj is on qkv's backend"))
     }
 }
 

@@ -9,8 +9,8 @@ use burn::tensor::activation::{gelu, gelu_approximate, relu};
 
 use super::attention::Attention;
 use super::cache::LayerCache;
-use super::fused::{self, tracked, BlockInputs, Rotary, Tracked};
-use super::matvec::{add_to, layer_norm_row, linear, linear_row};
+use super::fused::{self, forward_linear, tracked, BlockInputs, Rotary, Tracked};
+use super::matvec::{add_to, layer_norm_row, linear_row};
 use super::rope::Rope;
 use super::{dropout, Activation, TransformerConfig, INIT_STD};
 
@@ -105,9 +105,9 @@ impl Block {
         let cpu = "every parameter of a block is on one backend";
         add_to(x, &a);
         let h = layer_norm_row(&self.norm_mlp, x).expect(cpu);
-        let h = linear_row(&self.mlp.fc_in, &h).expect(cpu);
+        let h = linear_row(&self.mlp.fc_in, &h, cache).expect(cpu);
         let h = fused::activation::activate(self.mlp.activation, &h);
-        add_to(x, &linear_row(&self.mlp.fc_out, &h).expect(cpu));
+        add_to(x, &linear_row(&self.mlp.fc_out, &h, cache).expect(cpu));
         Some(())
     }
 
@@ -168,7 +168,7 @@ impl Mlp {
     /// # Shapes
     /// - `x`: `[B, T, D]`; returns `[B, T, D]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = linear(&self.fc_in, x); // (B, T, F)
+        let h = forward_linear(&self.fc_in, x); // (B, T, F)
         let h = match self.activation {
             Activation::Gelu => gelu(h),
             Activation::GeluTanh => gelu_approximate(h),
@@ -177,6 +177,6 @@ impl Mlp {
                 r.clone() * r
             }
         };
-        linear(&self.fc_out, h)
+        forward_linear(&self.fc_out, h)
     }
 }

@@ -1,5 +1,14 @@
 //! The key/value cache: run state for incremental decoding, kept apart from the weights.
+//!
+//! On the CPU it also holds the layout decoding reads the large weight matrices in: an
+//! output-major copy of each, made on the first one-row step ([`LayerCache::output_major`]).
+//! So a cache serves the model that made it, while its weights stay as they are; the copies
+//! outlive [`KvCache::clear`] (a sliding window re-prefills the same model).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use burn::module::ParamId;
 use burn::prelude::*;
 
 use rayon::prelude::*;
@@ -22,11 +31,24 @@ pub struct KvCache {
 }
 
 /// One layer's cached keys and values: `[B, H, S, hd]` tensors, or, while the sequences are
-/// decoded one position at a time on the CPU, plain buffers ([`HostKv`]).
+/// decoded one position at a time on the CPU, plain buffers ([`HostKv`]); and the output-major
+/// copies of the layer's large weight matrices.
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
     kv: Option<(Tensor<4>, Tensor<4>)>,
     host: Option<HostKv>,
+    output_major: HashMap<ParamId, OutputMajor>,
+}
+
+/// A weight matrix `[d_in, d_out]` copied output-major (`[d_out, d_in]`), shared by clones of
+/// the cache.
+#[derive(Clone)]
+struct OutputMajor(Arc<Vec<f32>>);
+
+impl std::fmt::Debug for OutputMajor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OutputMajor({} weights)", self.0.len())
+    }
 }
 
 /// The sequences' keys and values in plain memory, `[B·H, capacity, hd]` each (a head of a
@@ -62,11 +84,11 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Forgets every cached position.
+    /// Forgets every cached position. The weight copies stay: a cache serves one model.
     pub fn clear(&mut self) {
-        self.layers
-            .iter_mut()
-            .for_each(|l| *l = LayerCache::default());
+        for layer in &mut self.layers {
+            (layer.kv, layer.host) = (None, None);
+        }
         self.len = 0;
     }
 
@@ -80,6 +102,20 @@ impl KvCache {
 }
 
 impl LayerCache {
+    /// The output-major copy (`[d_out, d_in]`) of the weight matrix `id`, whose values are `w`
+    /// (`[d_in, d_out]` row-major), made on first use. The parameter's id names the copy: the
+    /// cache assumes the weights do not change while it decodes.
+    pub(crate) fn output_major(&mut self, id: ParamId, w: &[f32], d_out: usize) -> &[f32] {
+        let copy = self
+            .output_major
+            .entry(id)
+            .or_insert_with(|| OutputMajor(Arc::new(super::matvec::output_major(w, d_out))));
+        if copy.0.len() != w.len() {
+            *copy = OutputMajor(Arc::new(super::matvec::output_major(w, d_out)));
+        }
+        &copy.0
+    }
+
     /// Appends `k`, `v` (`[B, H, T, hd]`) and returns everything cached (`[B, H, S + T, hd]`).
     pub(crate) fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let previous = match self.host.take() {

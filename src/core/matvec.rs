@@ -1,15 +1,16 @@
 //! One-row layers (linear, LayerNorm) on raw rows, for decoding on the CPU backend.
 //!
 //! Decoding one position at a time multiplies a single row by every weight matrix, so it is
-//! bound by how fast the weights stream from memory. burn's matmul runs such a product on one
-//! thread; here a large matrix's rows are cut into blocks that the calling thread and the
-//! spinning decode helper ([`super::spin`]) claim in turn, each walking its rows as one
-//! sequential stream ([`gemv`]), and the partial rows are summed in block order. On the 2-core
-//! machine this streams the nanoGPT-big weights 1.2-1.7x faster. Small matrices, which stay in
-//! cache, run on the calling thread four rows at a time.
-//! [`linear`] sends several rows through the fused products (`fused::forward_linear`), and
-//! anything else (other backends, autodiff, non-contiguous weights) through burn's own
-//! `Linear::forward`; the `_row` functions return `None` for it.
+//! bound by how fast the weights stream from memory. burn stores a linear layer's weight
+//! input-major (`[d_in, d_out]`), which a one-row product can only read as `y += xᵢ · wᵢ`,
+//! row after row, loading and storing `y` for every row. A large matrix is instead read from an
+//! output-major copy (`[d_out, d_in]`) that the layer's cache makes on its first decoding step
+//! ([`LayerCache::output_major`]): each output is then one dot product over a contiguous run
+//! of weights, with its partial sums in registers, and the outputs are cut into blocks that
+//! the calling thread and the spinning decode helper ([`super::spin`]) claim in turn. On the
+//! 2-core machine this decodes nanoGPT-big 1.4x faster than the input-major walk. Small
+//! matrices, which stay in cache and would not repay a copy, run on the calling thread four
+//! rows at a time.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -17,61 +18,40 @@ use std::sync::Mutex;
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
 use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
 
-use super::fused::kernels::simd;
+use super::cache::LayerCache;
+use super::fused::kernels::{dot, simd};
 
-/// Weights (elements) below which sharing a product with another thread costs more than it saves: the
-/// nanoGPT-small matrices (at most 65k) run on one thread, the nanoGPT-big ones (147k-590k)
-/// are split.
+/// Weights (elements) below which a matrix runs on one thread in burn's layout: the
+/// nanoGPT-small matrices (at most 65k) stay there, the nanoGPT-big ones (147k-590k) are
+/// copied output-major and shared between two threads.
 const MIN_PARALLEL_ELEMENTS: usize = 1 << 17;
 
-/// `layer.forward(x)`, faster on the CPU backend: one row through [`matvec`], several
-/// through the fused products.
-///
-/// # Shapes
-/// - `x`: `[B, T, D_in]`; returns `[B, T, D_out]`.
-pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [b, t, _] = x.dims();
-    if b * t != 1 {
-        return super::fused::forward_linear(layer, x);
-    }
-    if x.device().is_autodiff() {
-        return layer.forward(x);
-    }
-    let weight = layer.weight.val();
-    let bias = layer.bias.as_ref().map(|b| b.val());
-    match row_times(&x, &weight, bias.as_ref()) {
-        Some(y) => y.reshape([1, 1, weight.dims()[1]]),
-        None => layer.forward(x),
-    }
-}
-
-/// `x · weight + bias` for a one-row `x`, or `None` when a tensor is not a contiguous f32
-/// tensor on the CPU backend.
-fn row_times(x: &Tensor<3>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<1>> {
-    let x_flex = flex_f32(x.clone())?;
-    let y = affine_row(contiguous(&x_flex)?, weight, bias)?;
-    let n = y.len();
-    Some(Tensor::from_data(TensorData::new(y, [n]), &x.device()))
-}
-
-/// `x · weight + bias` for a row given as a slice, or `None` when a parameter is not a
-/// contiguous f32 tensor on the CPU backend.
-fn affine_row(x: &[f32], weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Vec<f32>> {
-    let [k, n] = weight.dims();
+/// `layer.forward` of one row held in a slice, or `None` when a parameter is not a contiguous
+/// f32 tensor on the CPU backend. A large weight matrix is read from its output-major copy in
+/// `cache`, made on first use.
+pub(crate) fn linear_row(layer: &Linear, x: &[f32], cache: &mut LayerCache) -> Option<Vec<f32>> {
+    let [k, n] = layer.weight.dims();
     if x.len() != k {
         return None;
     }
-    let w_flex = flex_f32(weight.clone())?;
-    let b_flex = optional_flex(bias.cloned())?;
-    let b = optional_slice(&b_flex)?;
-    Some(matvec(x, contiguous(&w_flex)?, n, b))
-}
-
-/// `layer.forward` of one row held in a slice (see [`affine_row`]).
-pub(crate) fn linear_row(layer: &Linear, x: &[f32]) -> Option<Vec<f32>> {
-    let bias = layer.bias.as_ref().map(|b| b.val());
-    affine_row(x, &layer.weight.val(), bias.as_ref())
+    let weight = flex_f32(layer.weight.val())?;
+    let bias = optional_flex(layer.bias.as_ref().map(|b| b.val()))?;
+    let (w, bias) = (contiguous(&weight)?, optional_slice(&bias)?);
+    let mut y = match bias {
+        Some(b) => b.to_vec(),
+        None => vec![0.0; n],
+    };
+    if k * n < MIN_PARALLEL_ELEMENTS {
+        simd(
+            #[inline(always)]
+            || four_rows(x, w, &mut y),
+        );
+    } else {
+        dot_products(x, cache.output_major(layer.weight.id, w, n), &mut y);
+    }
+    Some(y)
 }
 
 /// `norm.forward` of one row held in a slice, or `None` off the CPU backend. The core's norms
@@ -122,100 +102,138 @@ fn contiguous(t: &FlexTensor) -> Option<&[f32]> {
         .get(start..start + layout.shape().num_elements())
 }
 
-/// Row blocks a split product is cut into. The two threads claim blocks in turn, so one that
-/// runs slower takes fewer; the blocks' partial products are summed in block order, so the
-/// result does not depend on which thread ran which block. nanoGPT-big decoding on a 2-core
-/// Xeon: 2 / 4 / 8 / 16 blocks, 893-914 / 922-931 / 866-883 / 837-852 tokens/s.
-const BLOCKS: usize = 4;
-
-/// `x · w + bias`, `w` being `[x.len(), n]` row-major. Large products are cut into
-/// [`BLOCKS`] row blocks, shared out between the calling thread and the spinning decode helper
-/// ([`super::spin`]) when two or more threads are allowed, run in turn by the calling thread
-/// otherwise; either way the partial rows are summed in block order, so the result is the
-/// same bits whatever the thread count.
-pub(crate) fn matvec(x: &[f32], w: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
-    let k = x.len();
-    assert_eq!(w.len(), k * n, "matvec: weight is not [{k}, {n}]");
-    let mut y = match bias {
-        Some(b) => b.to_vec(),
-        None => vec![0.0; n],
-    };
-    if k < BLOCKS || k * n < MIN_PARALLEL_ELEMENTS {
-        let mut product = vec![0.0f32; n];
-        gemv(x, w, &mut product, Walk::FourRows);
-        add_to(&mut y, &product);
-        return y;
-    }
-    let rows = k.div_ceil(BLOCKS);
-    let mut partials = vec![0.0f32; BLOCKS * n];
-    let blocks: Vec<Mutex<&mut [f32]>> = partials.chunks_mut(n).map(Mutex::new).collect();
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Relaxed);
-        let Some(block) = blocks.get(i) else { break };
-        let start = (i * rows).min(k);
-        let end = (start + rows).min(k);
-        let mut out = block.lock().expect("no block's product panicked");
-        gemv(
-            &x[start..end],
-            &w[start * n..end * n],
-            &mut out,
-            Walk::Stream,
-        );
-    };
-    match rayon::current_num_threads() {
-        1 => work(),
-        _ => super::spin::join(work, work),
-    }
-    drop(blocks);
-    for partial in partials.chunks(n) {
-        add_to(&mut y, partial);
-    }
-    y
-}
-
 /// `x += y`, element-wise.
 pub(crate) fn add_to(x: &mut [f32], y: &[f32]) {
     x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
 }
 
-/// How [`gemv`] walks the weight matrix.
-#[derive(Clone, Copy)]
-enum Walk {
-    /// Four rows at a time (`y += x₀w₀ + x₁w₁ + x₂w₂ + x₃w₃`), so `y` is loaded and stored
-    /// once per four rows: the faster walk for a matrix that stays in cache (nanoGPT-small
-    /// decoding: 7,118 against 6,105 tokens/s, medians of 6 rounds in turn).
-    FourRows,
-    /// One row after another, a single sequential stream: the faster walk for matrices that
-    /// stream from memory each token, which the hardware prefetcher follows best (nanoGPT-big
-    /// decoding, 43 MB of weights: 1.12x the four-row walk's tokens/s, the median ratio of 17
-    /// rounds in turn on a noisy host, 14 of them faster; software prefetching had made the
-    /// four-row walk slower).
-    Stream,
+/// Output blocks a large product is cut into. The two threads claim blocks in turn, so one
+/// that runs slower takes fewer.
+const BLOCKS: usize = 4;
+
+/// `y += x · w` for a large matrix given output-major (`wt`: `[y.len(), x.len()]`): the outputs
+/// are cut into [`BLOCKS`] blocks, shared out between the calling thread and the spinning
+/// decode helper when two or more threads are allowed. Each output is one dot product on one
+/// thread, so the result is the same bits whatever the thread count.
+fn dot_products(x: &[f32], wt: &[f32], y: &mut [f32]) {
+    let k = x.len();
+    assert_eq!(
+        wt.len(),
+        k * y.len(),
+        "output-major weights are not [{}, {k}]",
+        y.len()
+    );
+    let per_block = y.len().div_ceil(BLOCKS).max(1);
+    let blocks: Vec<Mutex<&mut [f32]>> = y.chunks_mut(per_block).map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Relaxed);
+        let Some(block) = blocks.get(i) else { break };
+        let mut out = block.lock().expect("no block's product panicked");
+        let start = i * per_block * k;
+        dot_rows(&wt[start..start + out.len() * k], x, &mut out);
+    };
+    match rayon::current_num_threads() {
+        1 => work(),
+        _ => super::spin::join(work, work),
+    }
 }
 
-/// `y = x · w` with `w` `[x.len(), y.len()]` row-major, on the calling thread, vectorized by
-/// [`simd`]. On nanoGPT-big with two threads this streams the weights faster than `gemm`'s
-/// one-row path (1.27x with the four-row walk).
-fn gemv(x: &[f32], w: &[f32], y: &mut [f32], walk: Walk) {
-    assert_eq!(w.len(), x.len() * y.len());
-    y.fill(0.0);
-    if y.is_empty() {
+/// `y[j] += wⱼ · x` for every output `j`, `wt` being `[y.len(), x.len()]` row-major.
+fn dot_rows(wt: &[f32], x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F (checked above).
+        unsafe { avx512::dot_rows(wt, x, y) };
         return;
     }
-    match walk {
-        Walk::FourRows => simd(
-            #[inline(always)]
-            || four_rows(x, w, y),
-        ),
-        Walk::Stream => simd(
-            #[inline(always)]
-            || one_row_at_a_time(x, w, y),
-        ),
+    simd(
+        #[inline(always)]
+        || {
+            for (y, w) in y.iter_mut().zip(wt.chunks_exact(x.len())) {
+                *y += dot(w, x);
+            }
+        },
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Floats one step of [`dot_rows`] reads from each operand: four registers.
+    const STEP: usize = 64;
+
+    /// [`super::dot_rows`] with four 16-lane partial sums per output, reduced once at the end.
+    /// Written with intrinsics because the compiler's reduction of an autovectorized
+    /// 64-lane sum took as many instructions as a 384-wide dot product itself, and read the
+    /// weights 20% slower (two-thread stream over the nanoGPT-big shapes, 6 rounds in turn).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn dot_rows(wt: &[f32], x: &[f32], y: &mut [f32]) {
+        let k = x.len();
+        let wide = k - k % STEP;
+        for (y, w) in y.iter_mut().zip(wt.chunks_exact(k)) {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for (w, x) in w[..wide]
+                .chunks_exact(STEP)
+                .zip(x[..wide].chunks_exact(STEP))
+            {
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: each chunk holds STEP = 4 × 16 floats, so lanes 16r..16r + 16
+                    // are inside it.
+                    let (a, b) = unsafe {
+                        (
+                            _mm512_loadu_ps(w.as_ptr().add(16 * r)),
+                            _mm512_loadu_ps(x.as_ptr().add(16 * r)),
+                        )
+                    };
+                    *acc = _mm512_fmadd_ps(a, b, *acc);
+                }
+            }
+            let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+            let mut total = _mm512_reduce_add_ps(sum);
+            if wide < k {
+                total += super::dot(&w[wide..], &x[wide..]);
+            }
+            *y += total;
+        }
     }
 }
 
-/// [`Walk::FourRows`] (`y` zeroed and not empty), inlined into each [`simd`] variant.
+/// `w` (`[k, n]` row-major) output-major: `[n, k]`, made in parallel blocks of outputs.
+pub(crate) fn output_major(w: &[f32], n: usize) -> Vec<f32> {
+    /// Outputs per task, and inputs per tile within it: a tile reads 16 rows of 64 contiguous
+    /// weights and writes 64 runs of 16.
+    const OUTPUTS: usize = 64;
+    const INPUTS: usize = 16;
+    if w.is_empty() {
+        return Vec::new();
+    }
+    let k = w.len() / n;
+    let mut t = Vec::with_capacity(w.len());
+    t.spare_capacity_mut()
+        .par_chunks_mut(OUTPUTS * k)
+        .enumerate()
+        .for_each(|(block, rows)| {
+            let first = block * OUTPUTS;
+            for start in (0..k).step_by(INPUTS) {
+                let inputs = start..(start + INPUTS).min(k);
+                for (j, row) in rows.chunks_exact_mut(k).enumerate() {
+                    for (out, i) in row[inputs.clone()].iter_mut().zip(inputs.clone()) {
+                        out.write(w[i * n + first + j]);
+                    }
+                }
+            }
+        });
+    // SAFETY: the blocks cover all `w.len()` elements (`n` outputs of `k` each), and every
+    // element of every block was written above.
+    unsafe { t.set_len(w.len()) };
+    t
+}
+
+/// `y += x · w` with `w` `[x.len(), y.len()]` row-major, four rows at a time
+/// (`y += x₀w₀ + x₁w₁ + x₂w₂ + x₃w₃`), so `y` is loaded and stored once per four rows;
+/// inlined into each [`simd`] variant.
 #[inline(always)]
 fn four_rows(x: &[f32], w: &[f32], y: &mut [f32]) {
     let n = y.len();
@@ -231,14 +249,7 @@ fn four_rows(x: &[f32], w: &[f32], y: &mut [f32]) {
             *y += x0 * a + x1 * b + x2 * c + x3 * d;
         }
     }
-    one_row_at_a_time(&x[x.len() - x.len() % 4..], tail, y);
-}
-
-/// `y += x · w` one row of `w` after another: [`Walk::Stream`], and the rows left over by
-/// [`four_rows`]; inlined into each [`simd`] variant.
-#[inline(always)]
-fn one_row_at_a_time(x: &[f32], w: &[f32], y: &mut [f32]) {
-    for (row, &xi) in w.chunks_exact(y.len()).zip(x) {
+    for (row, &xi) in tail.chunks_exact(n).zip(&x[x.len() - x.len() % 4..]) {
         for (y, a) in y.iter_mut().zip(row) {
             *y += xi * a;
         }
@@ -253,41 +264,70 @@ mod tests {
     #[test]
     fn one_row_matches_burns_linear() {
         let device = crate::default_device();
-        for (d_in, d_out, bias) in [(384, 1152, true), (1536, 384, false), (7, 5, true)] {
+        // Output-major copies (the first two; 1000 inputs leave a tail of 40 beyond the
+        // 64-wide steps), and one thread in burn's layout (the last two).
+        let shapes = [
+            (384, 1152, true),
+            (1000, 200, false),
+            (96, 384, true),
+            (7, 5, true),
+        ];
+        for (d_in, d_out, bias) in shapes {
             let layer = LinearConfig::new(d_in, d_out).with_bias(bias).init(&device);
             let x = Tensor::<3>::random([1, 1, d_in], burn::tensor::Distribution::Default, &device);
-            let fast = linear(&layer, x.clone()).into_data();
-            let plain = layer.forward(x).into_data();
-            assert_eq!(fast.shape(), plain.shape());
+            let plain = layer.forward(x.clone()).into_data();
+            let x = row_values(x).unwrap();
+            let mut cache = LayerCache::default();
+            let fast = linear_row(&layer, &x, &mut cache).unwrap();
+            let again = linear_row(&layer, &x, &mut cache).unwrap(); // from the kept copy
+            assert_eq!(fast, again);
+            let fast = TensorData::new(fast, [1, 1, d_out]);
             fast.assert_approx_eq::<f32>(&plain, burn::tensor::Tolerance::absolute(1e-5));
         }
     }
 
     #[test]
-    fn matvec_sums_every_row_once() {
-        // Above MIN_PARALLEL_ELEMENTS (split into row blocks, streamed): 1001 rows leave a
-        // short last block. Below it (one thread, four rows at a time): 103 rows leave a tail
-        // that does not fill a group of four.
-        for (k, n) in [(1000, 200), (1001, 200), (100, 200), (103, 200)] {
-            let w: Vec<f32> = (0..k * n).map(|i| (i % n) as f32).collect();
-            let bias: Vec<f32> = (0..n).map(|j| j as f32 / 2.0).collect();
-            let y = matvec(&vec![1.0; k], &w, n, Some(&bias));
-            let expected: Vec<f32> = (0..n).map(|j| (k * j) as f32 + j as f32 / 2.0).collect();
-            assert_eq!(y, expected, "k = {k}");
+    fn output_major_is_the_transpose() {
+        let (k, n) = (5, 131); // more outputs than one copying task takes
+        let w: Vec<f32> = (0..k * n).map(|i| i as f32).collect();
+        let t = output_major(&w, n);
+        for i in 0..k {
+            for j in 0..n {
+                assert_eq!(t[j * k + i], w[i * n + j], "({i}, {j})");
+            }
         }
     }
 
-    /// One thread runs the blocks in turn and sums them in the same order as two threads do,
-    /// so a seed decodes the same text whatever `--threads` says.
     #[test]
-    fn matvec_gives_the_same_bits_on_one_thread_and_on_two() {
+    fn both_walks_sum_every_weight_once() {
+        // Sums of whole numbers, exact in f32. Output-major: 1001 inputs leave a tail beyond
+        // the 64-wide steps and 203 outputs a short last block. Four rows at a time: 103
+        // inputs leave rows that do not fill a group of four.
+        for (k, n) in [(1000, 200), (1001, 203), (100, 200), (103, 200)] {
+            let w: Vec<f32> = (0..k * n).map(|i| (i % n) as f32).collect();
+            let expected: Vec<f32> = (0..n).map(|j| 0.5 + (k * j) as f32).collect();
+            let mut y = vec![0.5; n];
+            dot_products(&vec![1.0; k], &output_major(&w, n), &mut y);
+            assert_eq!(y, expected, "output-major, k = {k}");
+            let mut y = vec![0.5; n];
+            four_rows(&vec![1.0; k], &w, &mut y);
+            assert_eq!(y, expected, "four rows, k = {k}");
+        }
+    }
+
+    /// Each output is one dot product on one thread, so a seed decodes the same text whatever
+    /// `--threads` says.
+    #[test]
+    fn output_major_products_give_the_same_bits_on_one_thread_and_on_two() {
         let (k, n) = (768, 384);
         let value = |i: usize| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5;
-        let w: Vec<f32> = (0..k * n).map(value).collect();
+        let w = output_major(&(0..k * n).map(value).collect::<Vec<_>>(), n);
         let x: Vec<f32> = (0..k).map(|i| value(i * 31 + 5)).collect();
         let on = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
-            pool.unwrap().install(|| matvec(&x, &w, n, None))
+            let mut y = vec![0.0; n];
+            pool.unwrap().install(|| dot_products(&x, &w, &mut y));
+            y
         };
         assert_eq!(on(1), on(2));
     }

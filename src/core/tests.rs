@@ -105,6 +105,32 @@ fn cached_decoding_equals_the_full_forward() {
     }
 }
 
+/// A core wide enough that decoding reads its larger matrices (q/k/v and the MLP's) from
+/// output-major copies, in two threads, while the output projection stays on one.
+#[test]
+fn decoding_through_output_major_copies_equals_the_full_forward() {
+    let config = TransformerConfig {
+        d_model: 256,
+        n_heads: 4,
+        n_layers: 2,
+        d_ff: 1024,
+        positions: Positions::Learned,
+        activation: Activation::Gelu,
+        bias: true,
+        ..TransformerConfig::tiny()
+    };
+    let core = config.init(&device());
+    let x = random_input(1, 6, 256);
+    let full = core.forward(x.clone());
+    let mut cache = core.new_cache();
+    let mut parts = vec![core.forward_cached(x.clone().narrow(1, 0, 2), &mut cache)];
+    for t in 2..6 {
+        parts.push(core.forward_cached(x.clone().narrow(1, t, 1), &mut cache));
+    }
+    let diff = max_abs_diff(full, Tensor::cat(parts, 1));
+    assert!(diff < 1e-4, "decoding off by {diff}");
+}
+
 #[test]
 fn training_and_inference_attention_agree() {
     let core = TransformerConfig::tiny().init(&device());

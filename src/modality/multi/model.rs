@@ -250,7 +250,7 @@ impl MultiModel {
         Ok(self.audio_parts()?.loss(prefix, units, lengths) + align)
     }
 
-    /// Draws one image per condition (see [`ImageParts::generate`]).
+    /// Draws one image per condition (see `ImageParts::generate`).
     ///
     /// # Shapes
     /// - returns `[B, N, patch_dim]` in `[-1, 1]`.
