@@ -1,15 +1,16 @@
-//! The key/value cache: run state for incremental decoding, kept apart from the weights.
+//! The key/value cache: run state for incremental decoding, kept apart from the model.
 //!
 //! On the CPU it also holds the layout decoding reads the large weight matrices in: an
-//! output-major copy of each, made on the first one-row step ([`LayerCache::output_major`]).
-//! So a cache serves the model that made it, while its weights stay as they are; the copies
-//! outlive [`KvCache::clear`] (a sliding window re-prefills the same model).
+//! output-major copy of each, made on the first one-row step ([`LayerCache::output_major`])
+//! and made again if the weight changes. The copies outlive [`KvCache::clear`], since a sliding
+//! window re-prefills the same model.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use burn::module::ParamId;
 use burn::prelude::*;
+use burn_flex::FlexTensor;
 
 use rayon::prelude::*;
 
@@ -40,14 +41,23 @@ pub struct LayerCache {
     output_major: HashMap<ParamId, OutputMajor>,
 }
 
-/// A weight matrix `[d_in, d_out]` copied output-major (`[d_out, d_in]`), shared by clones of
-/// the cache.
+/// A weight matrix `[d_in, d_out]` copied output-major (`[d_out, d_in]`; shared by clones of
+/// the cache), with the tensor it was copied from. Holding that tensor keeps its buffer alive
+/// and unchanged (the backend copies a shared buffer before writing to it), so a weight still
+/// in the same buffer, of the same shape, still has the copied values.
 #[derive(Clone)]
-struct OutputMajor(Arc<Vec<f32>>);
+struct OutputMajor {
+    /// Held, not read: it keeps the copied buffer from being reused or written.
+    _source: FlexTensor,
+    /// The source's first element's address, its length and `d_out`.
+    from: (usize, usize, usize),
+    copy: Arc<Vec<f32>>,
+}
 
 impl std::fmt::Debug for OutputMajor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OutputMajor({} weights)", self.0.len())
+        let (_, len, d_out) = self.from;
+        write!(f, "OutputMajor([{d_out}, {}])", len / d_out.max(1))
     }
 }
 
@@ -63,6 +73,17 @@ struct HostKv {
     head_dim: usize,
     capacity: usize,
     len: usize,
+}
+
+impl OutputMajor {
+    fn of(source: &FlexTensor, w: &[f32], from: (usize, usize, usize)) -> Self {
+        let d_out = from.2;
+        Self {
+            _source: source.clone(),
+            from,
+            copy: Arc::new(super::matvec::output_major(w, w.len() / d_out, d_out)),
+        }
+    }
 }
 
 impl KvCache {
@@ -102,18 +123,27 @@ impl KvCache {
 }
 
 impl LayerCache {
-    /// The output-major copy (`[d_out, d_in]`) of the weight matrix `id`, whose values are `w`
-    /// (`[d_in, d_out]` row-major), made on first use. The parameter's id names the copy: the
-    /// cache assumes the weights do not change while it decodes.
-    pub(crate) fn output_major(&mut self, id: ParamId, w: &[f32], d_out: usize) -> &[f32] {
-        let copy = self
-            .output_major
-            .entry(id)
-            .or_insert_with(|| OutputMajor(Arc::new(super::matvec::output_major(w, d_out))));
-        if copy.0.len() != w.len() {
-            *copy = OutputMajor(Arc::new(super::matvec::output_major(w, d_out)));
-        }
-        &copy.0
+    /// The output-major copy (`[d_out, d_in]`) of the weight matrix `id`, whose values `w`
+    /// (`[d_in, d_out]` row-major) are `source`'s. Made on first use, and again when the
+    /// weight has moved to another buffer or changed shape (a model updated in between, or
+    /// another model whose parameters share the id).
+    pub(crate) fn output_major(
+        &mut self,
+        id: ParamId,
+        source: &FlexTensor,
+        w: &[f32],
+        d_out: usize,
+    ) -> &[f32] {
+        let from = (w.as_ptr() as usize, w.len(), d_out);
+        let entry = self.output_major.entry(id);
+        let copy = entry
+            .and_modify(|copy| {
+                if copy.from != from {
+                    *copy = OutputMajor::of(source, w, from);
+                }
+            })
+            .or_insert_with(|| OutputMajor::of(source, w, from));
+        &copy.copy
     }
 
     /// Appends `k`, `v` (`[B, H, T, hd]`) and returns everything cached (`[B, H, S + T, hd]`).

@@ -8,8 +8,8 @@
 //! ([`LayerCache::output_major`]): each output is then one dot product over a contiguous run
 //! of weights, with its partial sums in registers, and the outputs are cut into blocks that
 //! the calling thread and the spinning decode helper ([`super::spin`]) claim in turn. On the
-//! 2-core machine this decodes nanoGPT-big 1.21x faster than the input-major walk (the median
-//! ratio of 8 rounds in turn), copy included. Small matrices, which stay in cache and would not
+//! 2-core machine this decodes nanoGPT-big 1.06-1.21x faster than the input-major walk (the
+//! median ratios of three sets of rounds in turn), copy included. Small matrices, which stay in cache and would not
 //! repay a copy, run on the calling thread four rows at a time.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -39,6 +39,9 @@ pub(crate) fn linear_row(layer: &Linear, x: &[f32], cache: &mut LayerCache) -> O
     let weight = flex_f32(layer.weight.val())?;
     let bias = optional_flex(layer.bias.as_ref().map(|b| b.val()))?;
     let (w, bias) = (contiguous(&weight)?, optional_slice(&bias)?);
+    if bias.is_some_and(|b| b.len() != n) {
+        return None; // burn's forward reports the mismatch
+    }
     let mut y = match bias {
         Some(b) => b.to_vec(),
         None => vec![0.0; n],
@@ -49,7 +52,11 @@ pub(crate) fn linear_row(layer: &Linear, x: &[f32], cache: &mut LayerCache) -> O
             || four_rows(x, w, &mut y),
         );
     } else {
-        dot_products(x, cache.output_major(layer.weight.id, w, n), &mut y);
+        dot_products(
+            x,
+            cache.output_major(layer.weight.id, &weight, w, n),
+            &mut y,
+        );
     }
     Some(y)
 }
@@ -139,7 +146,8 @@ fn dot_products(x: &[f32], wt: &[f32], y: &mut [f32]) {
     }
 }
 
-/// `y[j] += wⱼ · x` for every output `j`, `wt` being `[y.len(), x.len()]` row-major.
+/// `y[j] += wⱼ · x` for every output `j`, `wt` being `[y.len(), x.len()]` row-major, each
+/// through [`dot_wide`] (or its AVX-512 twin: the same bits).
 fn dot_rows(wt: &[f32], x: &[f32], y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
@@ -151,23 +159,58 @@ fn dot_rows(wt: &[f32], x: &[f32], y: &mut [f32]) {
         #[inline(always)]
         || {
             for (y, w) in y.iter_mut().zip(wt.chunks_exact(x.len())) {
-                *y += dot(w, x);
+                *y += dot_wide(w, x);
             }
         },
     );
+}
+
+/// Floats one step of [`dot_wide`] reads from each operand: four groups of 16 lanes.
+const STEP: usize = 64;
+
+/// `w · x`: 4 × 16 partial sums of fused multiply-adds over the leading multiple of
+/// [`STEP`], the four groups added lane by lane, `(g₀ + g₁) + (g₂ + g₃)`, the 16 lanes
+/// folded in halves (lane `l` plus lane `l + 8`, then `l + 4`, `l + 2`, `l + 1`), and the
+/// rest through [`dot`]. Inlined into each [`simd`] variant; [`avx512::dot_rows`] does the
+/// same operations in the same order.
+#[inline(always)]
+fn dot_wide(w: &[f32], x: &[f32]) -> f32 {
+    let wide = w.len() - w.len() % STEP;
+    let mut acc = [[0.0f32; 16]; 4];
+    for (w, x) in w[..wide]
+        .chunks_exact(STEP)
+        .zip(x[..wide].chunks_exact(STEP))
+    {
+        for (g, acc) in acc.iter_mut().enumerate() {
+            for (l, acc) in acc.iter_mut().enumerate() {
+                *acc = w[16 * g + l].mul_add(x[16 * g + l], *acc);
+            }
+        }
+    }
+    let mut lanes: [f32; 16] =
+        std::array::from_fn(|l| (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]));
+    for half in [8, 4, 2, 1] {
+        for l in 0..half {
+            lanes[l] += lanes[l + half];
+        }
+    }
+    let mut total = lanes[0];
+    if wide < w.len() {
+        total += dot(&w[wide..], &x[wide..]);
+    }
+    total
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    /// Floats one step of [`dot_rows`] reads from each operand: four registers.
-    const STEP: usize = 64;
+    use super::STEP;
 
-    /// [`super::dot_rows`] with four 16-lane partial sums per output, reduced once at the end.
-    /// Written with intrinsics because the compiler's reduction of an autovectorized
-    /// 64-lane sum took as many instructions as a 384-wide dot product itself, and read the
-    /// weights 20% slower (two-thread stream over the nanoGPT-big shapes, 6 rounds in turn).
+    /// [`super::dot_rows`] with [`super::dot_wide`]'s operations in intrinsics: the compiler's
+    /// own fold of the 16 lanes took as many instructions as a 384-wide dot product, and read
+    /// the weights 20% slower (a two-thread stream over the nanoGPT-big shapes, 6 rounds in
+    /// turn).
     #[target_feature(enable = "avx512f")]
     pub(super) fn dot_rows(wt: &[f32], x: &[f32], y: &mut [f32]) {
         let k = x.len();
@@ -178,40 +221,53 @@ mod avx512 {
                 .chunks_exact(STEP)
                 .zip(x[..wide].chunks_exact(STEP))
             {
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: each chunk holds STEP = 4 × 16 floats, so lanes 16r..16r + 16
+                for (g, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: each chunk holds STEP = 4 × 16 floats, so lanes 16g..16g + 16
                     // are inside it.
                     let (a, b) = unsafe {
                         (
-                            _mm512_loadu_ps(w.as_ptr().add(16 * r)),
-                            _mm512_loadu_ps(x.as_ptr().add(16 * r)),
+                            _mm512_loadu_ps(w.as_ptr().add(16 * g)),
+                            _mm512_loadu_ps(x.as_ptr().add(16 * g)),
                         )
                     };
                     *acc = _mm512_fmadd_ps(a, b, *acc);
                 }
             }
-            let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-            let mut total = _mm512_reduce_add_ps(sum);
+            let lanes = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+            let mut total = fold(lanes);
             if wide < k {
                 total += super::dot(&w[wide..], &x[wide..]);
             }
             *y += total;
         }
     }
+
+    /// The 16 lanes folded in halves: lane `l` plus lane `l + 8`, then `l + 4`, `l + 2`, `l + 1`.
+    #[target_feature(enable = "avx512f")]
+    fn fold(lanes: __m512) -> f32 {
+        let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(lanes)));
+        let eight = _mm256_add_ps(_mm512_castps512_ps256(lanes), high);
+        let four = _mm_add_ps(
+            _mm256_castps256_ps128(eight),
+            _mm256_extractf128_ps::<1>(eight),
+        );
+        let two = _mm_add_ps(four, _mm_movehl_ps(four, four));
+        _mm_cvtss_f32(_mm_add_ss(two, _mm_movehdup_ps(two)))
+    }
 }
 
 /// `w` (`[k, n]` row-major) output-major: `[n, k]`, made in parallel blocks of outputs.
-pub(crate) fn output_major(w: &[f32], n: usize) -> Vec<f32> {
+pub(crate) fn output_major(w: &[f32], k: usize, n: usize) -> Vec<f32> {
     /// Outputs per task, and inputs per tile within it: a tile reads 16 rows of 64 contiguous
     /// weights and writes 64 runs of 16.
     const OUTPUTS: usize = 64;
     const INPUTS: usize = 16;
+    assert_eq!(w.len(), k * n, "weights are not [{k}, {n}]");
     if w.is_empty() {
         return Vec::new();
     }
-    let k = w.len() / n;
     let mut t = Vec::with_capacity(w.len());
-    t.spare_capacity_mut()
+    t.spare_capacity_mut()[..w.len()]
         .par_chunks_mut(OUTPUTS * k)
         .enumerate()
         .for_each(|(block, rows)| {
@@ -225,8 +281,8 @@ pub(crate) fn output_major(w: &[f32], n: usize) -> Vec<f32> {
                 }
             }
         });
-    // SAFETY: the blocks cover all `w.len()` elements (`n` outputs of `k` each), and every
-    // element of every block was written above.
+    // SAFETY: the blocks cover the first `w.len()` = `n · k` elements (`n` outputs of `k`
+    // each), and every element of every block was written above.
     unsafe { t.set_len(w.len()) };
     t
 }
@@ -286,11 +342,30 @@ mod tests {
         }
     }
 
+    /// A cache meets the same parameter with other values (a model updated in between, or a
+    /// twin whose parameters share the ids): it copies the weight again.
+    #[test]
+    fn a_changed_weight_is_copied_again() {
+        let device = crate::default_device();
+        let layer = LinearConfig::new(384, 512).init(&device);
+        let x = Tensor::<3>::random([1, 1, 384], burn::tensor::Distribution::Default, &device);
+        let mut cache = LayerCache::default();
+        let row = row_values(x.clone()).unwrap();
+        linear_row(&layer, &row, &mut cache).unwrap();
+        let mut twin = layer.clone();
+        let doubled = layer.weight.val() * 2.0;
+        twin.weight = burn::module::Param::initialized(layer.weight.id, doubled);
+        let fast = linear_row(&twin, &row, &mut cache).unwrap();
+        let plain = twin.forward(x).into_data();
+        let fast = TensorData::new(fast, [1, 1, 512]);
+        fast.assert_approx_eq::<f32>(&plain, burn::tensor::Tolerance::absolute(1e-5));
+    }
+
     #[test]
     fn output_major_is_the_transpose() {
         let (k, n) = (5, 131); // more outputs than one copying task takes
         let w: Vec<f32> = (0..k * n).map(|i| i as f32).collect();
-        let t = output_major(&w, n);
+        let t = output_major(&w, k, n);
         for i in 0..k {
             for j in 0..n {
                 assert_eq!(t[j * k + i], w[i * n + j], "({i}, {j})");
@@ -307,11 +382,27 @@ mod tests {
             let w: Vec<f32> = (0..k * n).map(|i| (i % n) as f32).collect();
             let expected: Vec<f32> = (0..n).map(|j| 0.5 + (k * j) as f32).collect();
             let mut y = vec![0.5; n];
-            dot_products(&vec![1.0; k], &output_major(&w, n), &mut y);
+            dot_products(&vec![1.0; k], &output_major(&w, k, n), &mut y);
             assert_eq!(y, expected, "output-major, k = {k}");
             let mut y = vec![0.5; n];
             four_rows(&vec![1.0; k], &w, &mut y);
             assert_eq!(y, expected, "four rows, k = {k}");
+        }
+    }
+
+    /// The AVX-512 kernel and the portable one (any other CPU) give the same bits.
+    #[test]
+    fn output_major_products_give_the_same_bits_on_every_cpu() {
+        let value = |i: usize| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5;
+        for k in [384, 1000, 40] {
+            let (w, x): (Vec<f32>, Vec<f32>) = (
+                (0..k * 9).map(value).collect(),
+                (0..k).map(|i| value(3 * i + 1)).collect(),
+            );
+            let portable: Vec<f32> = w.chunks_exact(k).map(|w| 0.25 + dot_wide(w, &x)).collect();
+            let mut y = vec![0.25; 9];
+            dot_rows(&w, &x, &mut y);
+            assert_eq!(y, portable, "k = {k}");
         }
     }
 
@@ -321,7 +412,7 @@ mod tests {
     fn output_major_products_give_the_same_bits_on_one_thread_and_on_two() {
         let (k, n) = (768, 384);
         let value = |i: usize| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5;
-        let w = output_major(&(0..k * n).map(value).collect::<Vec<_>>(), n);
+        let w = output_major(&(0..k * n).map(value).collect::<Vec<_>>(), k, n);
         let x: Vec<f32> = (0..k).map(|i| value(i * 31 + 5)).collect();
         let on = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();

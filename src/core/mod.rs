@@ -5,7 +5,8 @@
 //! rotary positions (RoFormer, Su et al. 2021) and a squared-ReLU MLP (Primer, So et al. 2021),
 //! which is far cheaper than exact GELU on burn's CPU backend.
 //!
-//! Weights (this module) and run state ([`KvCache`]) are kept apart, as in llama2.c.
+//! Weights (this module) and run state ([`KvCache`]) are kept apart, as in llama2.c; the run
+//! state may hold copies of weights in the layout decoding reads them in.
 
 mod attention;
 mod block;
