@@ -61,6 +61,17 @@ impl std::fmt::Debug for OutputMajor {
     }
 }
 
+impl OutputMajor {
+    /// The copy of `w` (`[d_in, d_out]` row-major, `source`'s values).
+    fn of(source: &FlexTensor, w: &[f32], d_out: usize) -> Self {
+        Self {
+            _source: source.clone(),
+            from: (w.as_ptr() as usize, w.len(), d_out),
+            copy: Arc::new(super::matvec::output_major(w, w.len() / d_out, d_out)),
+        }
+    }
+}
+
 /// The sequences' keys and values in plain memory, `[B·H, capacity, hd]` each (a head of a
 /// sequence is a "row"), so a decoding step writes one position in place and attends without
 /// copying the cache (appending to a tensor copies all of it each step).
@@ -73,17 +84,6 @@ struct HostKv {
     head_dim: usize,
     capacity: usize,
     len: usize,
-}
-
-impl OutputMajor {
-    fn of(source: &FlexTensor, w: &[f32], from: (usize, usize, usize)) -> Self {
-        let d_out = from.2;
-        Self {
-            _source: source.clone(),
-            from,
-            copy: Arc::new(super::matvec::output_major(w, w.len() / d_out, d_out)),
-        }
-    }
 }
 
 impl KvCache {
@@ -135,14 +135,13 @@ impl LayerCache {
         d_out: usize,
     ) -> &[f32] {
         let from = (w.as_ptr() as usize, w.len(), d_out);
-        let entry = self.output_major.entry(id);
-        let copy = entry
-            .and_modify(|copy| {
-                if copy.from != from {
-                    *copy = OutputMajor::of(source, w, from);
-                }
-            })
-            .or_insert_with(|| OutputMajor::of(source, w, from));
+        let copy = self
+            .output_major
+            .entry(id)
+            .or_insert_with(|| OutputMajor::of(source, w, d_out));
+        if copy.from != from {
+            *copy = OutputMajor::of(source, w, d_out);
+        }
         &copy.copy
     }
 

@@ -9,8 +9,8 @@
 //! of weights, with its partial sums in registers, and the outputs are cut into blocks that
 //! the calling thread and the spinning decode helper ([`super::spin`]) claim in turn. On the
 //! 2-core machine this decodes nanoGPT-big 1.06-1.21x faster than the input-major walk (the
-//! median ratios of three sets of rounds in turn), copy included. Small matrices, which stay in cache and would not
-//! repay a copy, run on the calling thread four rows at a time.
+//! median ratios of three sets of rounds in turn), copy included. Small matrices, which stay
+//! in cache and would not repay a copy, run on the calling thread four rows at a time.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
